@@ -1,0 +1,35 @@
+# regsweep: `make install` once, then `make train` / `make test`. Everything runs inside .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: install train test test-fast bench tensorboard clean
+
+$(BIN)/regsweep-aggregate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)   # the CPU build; the GPU build works the same
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/regsweep-aggregate
+
+train: install
+	$(BIN)/python train.py $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/run.py
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir multirun/
+
+clean:
+	rm -rf multirun outputs .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,56 @@
+"""Hydra's basic sweeper plus integer ranges (``seed=0-9``), up-front validation and a sweep summary.
+
+The logic lives in :mod:`regsweep.sweeps`; this class only wires it into Hydra's sweeper hooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from rich.console import Console
+
+from regsweep.config import validate
+from regsweep.report import sweep_table
+from regsweep.sweeps import (
+    SweepFailedError,
+    collect_records,
+    expand_integer_ranges,
+    failure_message,
+    validate_jobs,
+)
+
+
+class RegsweepSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 aggregate: bool = True) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.aggregate = aggregate
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        def load(overrides: List[str]) -> Any:
+            return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+
+        validate_jobs(batch, load, validate)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        try:
+            returns = super().sweep(arguments=expand_integer_ranges(arguments))
+        except Exception as job_error:
+            failures = self._summarize(sweep_dir)
+            if failures is None:  # not a job failure (e.g. an invalid config): nothing ran
+                raise
+            raise SweepFailedError(failures) from job_error
+        failures = self._summarize(sweep_dir)
+        if failures:
+            raise SweepFailedError(failures)
+        return returns
+
+    def _summarize(self, sweep_dir: Path) -> Optional[str]:
+        """Print the job table; return the failure message when some job failed or left no record."""
+        records, missing = collect_records(sweep_dir)
+        if records:
+            Console().print(sweep_table(records))
+        return failure_message(records, missing)

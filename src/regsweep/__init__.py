@@ -1,0 +1,1 @@
+"""regsweep: a Hydra + Lightning harness for regularization studies."""

@@ -1,0 +1,3 @@
+from regsweep.aggregate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""``aggregate_sweep``: everything a finished (or partial) sweep dir gets, in one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from regsweep.aggregate.compare import Comparison, comparison_pairs, compare_groups, resolve_baseline
+from regsweep.aggregate.curves import group_curves
+from regsweep.aggregate.load import Sweep, group_metric_values, load_sweep, metric_names
+from regsweep.aggregate.plots import write_plots
+from regsweep.aggregate.report import console_table, write_reports
+from regsweep.aggregate.summary import Descriptions, describe_groups
+from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
+from regsweep.records import ResultRecord
+
+
+@dataclass
+class SweepAggregate:
+    """The aggregated sweep: its groups, their statistics, the comparisons and the files written."""
+
+    sweep: Sweep
+    baseline: str | None
+    descriptions: Descriptions  # group label -> metric -> statistics over the group's ok jobs
+    comparisons: list[Comparison]
+    outputs: list[Path]
+
+    @property
+    def groups(self) -> dict[str, list[ResultRecord]]:
+        """Label -> the records (ok and failed) of the group's jobs; missing jobs have none."""
+        return {g.label: [job.record for job in g.jobs if job.record is not None] for g in self.sweep.groups}
+
+    @property
+    def n_ok(self) -> int:
+        return sum(job.ok for job in self.sweep.jobs)
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return [(job.name, job.error or "") for job in self.sweep.jobs if job.status == "failed"]
+
+    @property
+    def missing(self) -> list[str]:
+        return [job.name for job in self.sweep.jobs if job.status == "missing"]
+
+    def console_summary(self) -> str:
+        return console_table(self.sweep, self.descriptions, self.baseline)
+
+
+def aggregate_sweep(
+    sweep_dir: Path, baseline: str | None = None, all_pairs: bool = False, plots: bool = True
+) -> SweepAggregate:
+    """Group the jobs of ``sweep_dir`` by configuration, summarize and compare them, write the outputs.
+
+    Writes summary.csv, comparisons.csv, summary.md, aggregate_tb/ and (with ``plots``) plots/*.png
+    into ``sweep_dir``. Raises ``AggregateError`` for a missing dir, a dir without jobs or an
+    unknown ``baseline`` label.
+    """
+    sweep = load_sweep(Path(sweep_dir))
+    baseline_label = resolve_baseline(sweep, baseline)
+    metrics = metric_names(sweep)
+    values = group_metric_values(sweep, metrics)
+    descriptions = describe_groups(values)
+    pairs = comparison_pairs([g.label for g in sweep.groups], baseline_label, all_pairs)
+    comparisons = compare_groups(values, metrics, pairs)
+    curves = {group.label: group_curves(group) for group in sweep.groups}
+    plot_files = write_plots(sweep, descriptions, curves) if plots else []
+    outputs = [
+        *write_reports(sweep, descriptions, comparisons, baseline_label, plot_files),
+        *plot_files,
+        *write_tensorboard_runs(sweep.sweep_dir, curves),
+    ]
+    return SweepAggregate(sweep, baseline_label, descriptions, comparisons, outputs)

@@ -1,0 +1,36 @@
+"""``regsweep-aggregate <sweep_dir>``: aggregate a sweep after the fact (or again, with other options)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from regsweep.aggregate.api import aggregate_sweep
+from regsweep.aggregate.load import AggregateError
+
+USAGE_ERROR = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regsweep-aggregate",
+        description="Summarize a sweep dir over seeds: summary.csv/.md, comparisons, plots, TensorBoard runs.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="the multirun dir (holding one sub-dir per job)")
+    parser.add_argument("--baseline", help="group label to compare every group with (default: regularizer=none)")
+    parser.add_argument("--all-pairs", action="store_true", help="also compare every pair of groups")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots (faster)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = aggregate_sweep(args.sweep_dir, baseline=args.baseline, all_pairs=args.all_pairs, plots=args.plots)
+    except AggregateError as exc:
+        print(f"regsweep-aggregate: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(result.console_summary())
+    print(f"Wrote {len(result.outputs)} files; see {args.sweep_dir / 'summary.md'}")
+    return 0

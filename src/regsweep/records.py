@@ -1,0 +1,161 @@
+"""Per-job result records: the files a job leaves behind and that aggregation reads.
+
+Every job writes, in its own output dir:
+- ``result.json``: status, error, overrides, seed, final/best/test metrics, epochs, wall time;
+- ``metrics.csv``: one row per epoch (``epoch`` then ``stage/metric`` columns);
+- ``weights.npz``: the final weight matrices (float32), for weight-distribution plots.
+
+Files are written atomically (temporary file + rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+RESULT_FILE = "result.json"
+EPOCHS_FILE = "metrics.csv"
+WEIGHTS_FILE = "weights.npz"
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and inf are not JSON: store them as strings so the file stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _from_json_safe(value: Any) -> Any:
+    if isinstance(value, str) and value in {"nan", "inf", "-inf"}:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _from_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class JobInfo:
+    """Where a job ran and what made it different from its siblings."""
+
+    name: str  # the job dir's name, e.g. "3_regularizer=l1l2,seed=3"
+    dir: str
+    num: int | None = None  # index of the job in its multirun; None for a single run
+    overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
+    sweep_dir: str | None = None  # the multirun dir; None for a single run
+
+
+@dataclass
+class ResultRecord:
+    """The outcome of one job. ``metrics`` has three sections, each keyed ``stage/metric``:
+
+    - ``final``: the last epoch's train/val metrics;
+    - ``best``: the metrics of the epoch with the lowest ``val/loss`` (plus ``epoch``);
+    - ``test``: test metrics of the best checkpoint.
+    """
+
+    status: str  # "ok" | "failed"
+    job: JobInfo
+    seed: int | None
+    error: str | None = None
+    epochs: int = 0
+    wall_time_s: float = 0.0
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # flattened config, e.g. {"regularizer.l1": 1e-4}
+    started_at: str | None = None
+    finished_at: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> str:
+        return json.dumps(_json_safe(asdict(self)), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ResultRecord":
+        raw = _from_json_safe(json.loads(text))
+        raw["job"] = JobInfo(**raw["job"])
+        return cls(**raw)
+
+
+def write_result(job_dir: Path, record: ResultRecord) -> Path:
+    path = Path(job_dir) / RESULT_FILE
+    atomic_write_text(path, record.to_json())
+    return path
+
+
+def read_result(job_dir: Path) -> ResultRecord:
+    return ResultRecord.from_json((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+
+
+def write_epochs_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """Write per-epoch rows; columns are ``epoch`` then every metric name seen, sorted."""
+    names = sorted({key for row in rows for key in row} - {"epoch"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["epoch", *names], restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), buffer.getvalue())
+
+
+def read_epochs_csv(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            {key: float(value) for key, value in row.items() if value != ""}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def write_weights(path: Path, weights: Mapping[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: np.asarray(w, dtype=np.float32) for name, w in weights.items()})
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def find_job_dirs(sweep_dir: Path) -> Iterator[Path]:
+    """Job dirs under a sweep dir: those Hydra made (with ``.hydra/``) or that hold a record."""
+    seen: set[Path] = set()
+    for marker in sorted(Path(sweep_dir).rglob(".hydra")):
+        job_dir = marker.parent
+        if job_dir != Path(sweep_dir) and (job_dir / ".hydra" / "overrides.yaml").exists():
+            seen.add(job_dir)
+    for record in Path(sweep_dir).rglob(RESULT_FILE):
+        seen.add(record.parent)
+    yield from sorted(seen)

@@ -1,0 +1,194 @@
+"""One training job, top to bottom: validate -> seed -> data -> model -> trainer -> fit -> test -> record.
+
+Whatever happens, the job leaves ``result.json`` (status ok or failed) and ``metrics.csv`` in its
+output dir; aggregation reads those, never the process's return value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from regsweep.config import Settings, validate
+from regsweep.data.datamodule import TensorDataModule
+from regsweep.data.sources import load_splits
+from regsweep.data.splits import CLASSIFICATION
+from regsweep.models import build_model
+from regsweep.module import RegularizedModule
+from regsweep.penalty import named_weights
+from regsweep.records import (
+    EPOCHS_FILE,
+    WEIGHTS_FILE,
+    JobInfo,
+    ResultRecord,
+    write_epochs_csv,
+    write_result,
+    write_weights,
+)
+from regsweep.report import print_run_summary
+
+log = logging.getLogger(__name__)
+
+HPARAM_KEYS = ("data", "model", "regularizer", "optimizer", "augment")
+# Packages whose classes trainer/callbacks/logger configs may instantiate (Hydra's execution whitelist).
+TRUSTED_TARGETS = ["lightning.pytorch.*", "regsweep.*"]
+
+
+def current_job(cfg: DictConfig) -> JobInfo:
+    """Describe this job from Hydra's runtime config (or from ``paths.output_dir`` outside Hydra)."""
+    if not HydraConfig.initialized():
+        out = Path(cfg.paths.output_dir)
+        return JobInfo(name=out.name, dir=str(out.resolve()))
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    multirun = hc.mode.name == "MULTIRUN"
+    return JobInfo(
+        name=out.name,
+        dir=str(out.resolve()),
+        num=hc.job.num if multirun else None,
+        overrides=list(hc.overrides.task),
+        sweep_dir=str(Path(hc.sweep.dir).resolve()) if multirun else None,
+    )
+
+
+def flat_params(cfg: DictConfig) -> dict[str, Any]:
+    """The config keys that shape a run, flattened (``regularizer.l1``), for records and HParams."""
+    params: dict[str, Any] = {"seed": cfg.get("seed")}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}", value)
+        else:
+            params[prefix] = node
+
+    for group in HPARAM_KEYS:
+        if group in cfg:
+            walk(group, OmegaConf.to_container(cfg[group], resolve=True))
+    params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    return params
+
+
+def objective_name(settings: Settings, task: str) -> str:
+    if settings.optimized_metric != "auto":
+        return settings.optimized_metric
+    return "val/acc" if task == CLASSIFICATION else "val/loss"
+
+
+def best_epoch(history: list[dict[str, float]]) -> dict[str, float]:
+    """The epoch row with the lowest val/loss: the one the checkpoint callback keeps."""
+    rows = [row for row in history if "val/loss" in row]
+    return dict(min(rows, key=lambda row: row["val/loss"])) if rows else {}
+
+
+def _instantiate_all(node: DictConfig | None) -> list[Any]:
+    return [
+        instantiate(item, _execution_whitelist_=TRUSTED_TARGETS)
+        for item in (node or {}).values()
+        if item is not None and "_target_" in item
+    ]
+
+
+def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> float:
+    """Train, test the best checkpoint, fill ``record`` and return the optimized metric."""
+    if cfg.get("flush_denormal", True):
+        torch.set_flush_denormal(True)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    splits = load_splits(settings.data)
+    datamodule = TensorDataModule(splits, settings.data.batch_size, settings.seed)
+    net = build_model(settings.model, splits.input_shape, splits.output_size)
+    module = RegularizedModule(
+        net, splits.task, splits.num_classes, settings.regularizer, settings.optimizer,
+        n_train=splits.n_train, max_epochs=cfg.trainer.max_epochs, seed=settings.seed,
+    )
+    callbacks, loggers = _instantiate_all(cfg.get("callbacks")), _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, _execution_whitelist_=TRUSTED_TARGETS
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        record.epochs = len(module.history)
+        write_epochs_csv(Path(record.job.dir) / EPOCHS_FILE, module.history)
+    has_checkpoint = any(isinstance(cb, ModelCheckpoint) and cb.best_model_path for cb in trainer.callbacks)
+    trainer.test(module, datamodule=datamodule, ckpt_path="best" if has_checkpoint else None, verbose=False)
+    write_weights(Path(record.job.dir) / WEIGHTS_FILE,
+                  {name: w.detach().cpu().numpy() for name, w in named_weights(module.net).items()})
+
+    record.metrics = {
+        "final": {k: v for k, v in module.history[-1].items() if k != "epoch"},
+        "best": best_epoch(module.history),
+        "test": dict(module.test_results),
+    }
+    objective = objective_name(settings, splits.task)
+    _log_hparams(loggers, record, objective)
+    return record.metrics["best"][objective]
+
+
+def _log_hparams(loggers: list[Any], record: ResultRecord, objective: str) -> None:
+    """Register hyperparameters with the real final metrics, so TensorBoard's HParams tab compares runs."""
+    best, test = record.metrics["best"], record.metrics["test"]
+    metrics = {f"hp/best_{k.replace('/', '_')}": v for k, v in best.items() if k.startswith("val/")}
+    metrics.update({f"hp/{k.replace('/', '_')}": v for k, v in test.items()})
+    metrics["hp/epochs"] = float(record.epochs)
+    metrics["hp/objective"] = best[objective]
+    params = {k: str(v) if isinstance(v, (list, tuple)) or v is None else v for k, v in record.params.items()}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics)
+            logger.save()
+
+
+def _quiet_lightning() -> None:
+    """Send Lightning's log lines through Hydra's handlers only (console + train.log), once each.
+
+    ``import lightning`` adds its own console handler while also propagating to the root logger,
+    which prints every line twice under Hydra; its product tips and an internal deprecation
+    warning (not actionable by users) are dropped.
+    """
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    lightning_logger = logging.getLogger("lightning")
+    lightning_logger.handlers.clear()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "Tip:" not in record.getMessage())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run(cfg: DictConfig) -> float:
+    """Run one job; always write its result record, then re-raise any failure."""
+    _quiet_lightning()
+    job = current_job(cfg)
+    seed = cfg.get("seed") if isinstance(cfg.get("seed"), int) else None
+    record = ResultRecord(status="failed", job=job, seed=seed, started_at=_now())
+    started = time.perf_counter()
+    try:
+        settings = validate(cfg)
+        record.params = flat_params(cfg)
+        objective = fit_and_test(cfg, settings, record)
+        record.status = "ok"
+        return objective
+    except Exception as error:
+        record.error = f"{type(error).__name__}: {error}"
+        log.error("job %s failed: %s", job.name, record.error)
+        raise
+    finally:
+        record.wall_time_s = round(time.perf_counter() - started, 3)
+        record.finished_at = _now()
+        write_result(Path(job.dir), record)
+        if record.ok:
+            print_run_summary(record)

@@ -1,0 +1,62 @@
+"""``python -m regsweep.aggregate`` and ``main()``: same files either way, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_aggregate_fixtures import make_regularizer_sweep
+
+from regsweep.aggregate.cli import main
+
+REPORTS = ("summary.csv", "summary.md", "comparisons.csv")
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regsweep.aggregate", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_module_and_main_write_the_same_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_regularizer_sweep(tmp_path)
+    completed = run_module(str(tmp_path), "--no-plots")
+    assert completed.returncode == 0, completed.stderr
+    assert "| regularizer=l1 | 93.50 ± 0.65 |" in completed.stdout
+    from_subprocess = {name: (tmp_path / name).read_bytes() for name in REPORTS}
+    for name in REPORTS:
+        (tmp_path / name).unlink()
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert {name: (tmp_path / name).read_bytes() for name in REPORTS} == from_subprocess
+    assert "baseline: regularizer=none" in capsys.readouterr().out
+    assert not (tmp_path / "plots").exists()
+
+
+def test_options_reach_the_aggregation(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    assert main([str(tmp_path), "--baseline", "regularizer=l2", "--all-pairs"]) == 0
+    comparisons = (tmp_path / "comparisons.csv").read_text()
+    assert "test/acc,regularizer=none,regularizer=l2," in comparisons
+    assert "test/acc,regularizer=l1,regularizer=none," in comparisons
+    assert (tmp_path / "plots" / "learning_curves.png").exists()
+
+
+def test_missing_dir_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Sweep dir not found" in error
+
+
+def test_dir_without_jobs_exits_2_from_the_module(tmp_path: Path) -> None:
+    completed = run_module(str(tmp_path))
+    assert completed.returncode == 2
+    assert completed.stderr.strip().startswith("regsweep-aggregate: error: No jobs in")
+    assert completed.stderr.count("\n") == 1
+
+
+def test_unknown_baseline_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_regularizer_sweep(tmp_path)
+    assert main([str(tmp_path), "--baseline", "regularizer=l3"]) == 2
+    assert "Unknown baseline group 'regularizer=l3'" in capsys.readouterr().err

@@ -1,0 +1,267 @@
+"""aggregate_sweep on fabricated sweeps: grouping, statistics, comparisons, reports, plots, TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_aggregate_fixtures import TEST_ACC, make_job, make_regularizer_sweep, write_hydra_overrides
+
+from regsweep.aggregate import AggregateError, SweepAggregate, aggregate_sweep
+from regsweep.aggregate.compare import comparison_sentence
+from regsweep.aggregate.load import load_sweep
+
+FAILED_JOB = "12_regularizer=l1,seed=4"
+MISSING_JOB = "13_regularizer=l2,seed=4"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_sweep_with_problems(sweep_dir: Path) -> Path:
+    """The regularizer sweep plus one failed job (in l1) and one that never wrote its record (in l2)."""
+    make_regularizer_sweep(sweep_dir)
+    make_job(sweep_dir, 12, ["regularizer=l1", "seed=4"], 0.5, status="failed", error="DivergenceError: loss is nan")
+    write_hydra_overrides(sweep_dir / MISSING_JOB, ["regularizer=l2", "seed=4"])
+    return sweep_dir
+
+
+@pytest.fixture(scope="module")
+def aggregated(tmp_path_factory: pytest.TempPathFactory) -> SweepAggregate:
+    return aggregate_sweep(make_sweep_with_problems(tmp_path_factory.mktemp("sweep")))
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def summary_row(sweep_dir: Path, group: str, metric: str) -> dict[str, str]:
+    return next(r for r in read_csv_rows(sweep_dir / "summary.csv") if r["group"] == group and r["metric"] == metric)
+
+
+def file_digests(root: Path, pattern: str) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob(pattern)) if p.is_file()}
+
+
+def test_grouping_separates_every_override_but_the_seed(tmp_path: Path) -> None:
+    for num, overrides in enumerate(
+        [
+            ["regularizer=l1", "optimizer.lr=0.1", "seed=0"],
+            ["optimizer.lr=0.1", "regularizer=l1", "+seed=1", "hydra.verbose=true"],
+            ["regularizer=l1", "optimizer.lr=0.01", "seed=0"],
+            ["regularizer=l2", "optimizer.lr=0.1", "seed=0"],
+        ]
+    ):
+        make_job(tmp_path, num, overrides, 0.9)
+    groups = {g.label: [job.name for job in g.jobs] for g in load_sweep(tmp_path).groups}
+    assert groups == {
+        "optimizer.lr=0.1,regularizer=l1": ["0_regularizer=l1,optimizer.lr=0.1,seed=0", "1_optimizer.lr=0.1,regularizer=l1,+seed=1,hydra.verbose=true"],
+        "optimizer.lr=0.01,regularizer=l1": ["2_regularizer=l1,optimizer.lr=0.01,seed=0"],
+        "optimizer.lr=0.1,regularizer=l2": ["3_regularizer=l2,optimizer.lr=0.1,seed=0"],
+    }
+
+
+def test_seed_only_sweep_is_one_group(tmp_path: Path) -> None:
+    for seed in range(3):
+        make_job(tmp_path, seed, [f"seed={seed}"], 0.9 + seed / 100)
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert list(result.groups) == ["(all)"] and len(result.groups["(all)"]) == 3
+    assert result.comparisons == []
+
+
+def test_groups_counts_and_problem_jobs(aggregated: SweepAggregate) -> None:
+    assert list(aggregated.groups) == ["regularizer=none", "regularizer=l1", "regularizer=l2"]
+    assert [len(records) for records in aggregated.groups.values()] == [4, 5, 4]  # l1 includes the failed record
+    assert aggregated.n_ok == 12
+    assert aggregated.failed == [(FAILED_JOB, "DivergenceError: loss is nan")]
+    assert aggregated.missing == [MISSING_JOB]
+    assert aggregated.baseline == "regularizer=none"
+
+
+def test_summary_csv_statistics_match_scipy(aggregated: SweepAggregate) -> None:
+    accuracies = np.array(TEST_ACC["l1"])
+    row = summary_row(aggregated.sweep.sweep_dir, "regularizer=l1", "test/acc")
+    assert (row["n_ok"], row["n_failed"], row["n_missing"], row["n"]) == ("4", "1", "0", "4")
+    assert float(row["mean"]) == pytest.approx(accuracies.mean())
+    assert float(row["std"]) == pytest.approx(accuracies.std(ddof=1))
+    assert float(row["se"]) == pytest.approx(sps.sem(accuracies))
+    t_low, t_high = sps.t.interval(0.95, df=3, loc=accuracies.mean(), scale=sps.sem(accuracies))
+    assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx((t_low, t_high))
+    assert float(row["boot95_low"]) <= accuracies.mean() <= float(row["boot95_high"])
+    assert (float(row["min"]), float(row["max"]), float(row["median"])) == pytest.approx((0.92, 0.95, 0.935))
+    assert summary_row(aggregated.sweep.sweep_dir, "regularizer=l2", "test/acc")["n_missing"] == "1"
+
+
+def test_every_numeric_metric_is_summarized(aggregated: SweepAggregate) -> None:
+    metrics = {r["metric"] for r in read_csv_rows(aggregated.sweep.sweep_dir / "summary.csv")}
+    expected = {"test/acc", "test/loss", "best/val/acc", "best/val/error", "best/epoch", "final/gen_gap/acc",
+                "final/gen_gap/loss", "final/weights/sparsity", "final/weights/l2", "epochs", "wall_time_s"}  # fmt: skip
+    assert expected <= metrics
+
+
+def test_comparisons_match_scipy_and_holm(aggregated: SweepAggregate) -> None:
+    rows = [r for r in read_csv_rows(aggregated.sweep.sweep_dir / "comparisons.csv") if r["metric"] == "test/acc"]
+    assert [(r["group"], r["reference"]) for r in rows] == [("regularizer=l1", "regularizer=none"), ("regularizer=l2", "regularizer=none")]
+    raw = [sps.ttest_ind(TEST_ACC[name], TEST_ACC["none"], equal_var=False).pvalue for name in ("l1", "l2")]
+    assert [float(r["welch_p"]) for r in rows] == pytest.approx(raw)
+    holm = [min(1.0, 2 * min(raw)), max(min(1.0, 2 * min(raw)), max(raw))]
+    expected_holm = holm if raw[0] < raw[1] else holm[::-1]
+    assert [float(r["welch_p_holm"]) for r in rows] == pytest.approx(expected_holm)
+    assert float(rows[0]["difference"]) == pytest.approx(np.mean(TEST_ACC["l1"]) - np.mean(TEST_ACC["none"]))
+    assert float(rows[0]["p_improvement"]) == pytest.approx(15.5 / 16)  # one tie (0.92 vs 0.92) in 16 pairs
+    loss_rows = [r for r in read_csv_rows(aggregated.sweep.sweep_dir / "comparisons.csv") if r["metric"] == "test/loss"]
+    assert loss_rows[0]["better"] == "lower" and float(loss_rows[0]["p_improvement"]) == pytest.approx(15.5 / 16)
+
+
+def test_comparison_sentence_format(aggregated: SweepAggregate) -> None:
+    comparison = next(c for c in aggregated.comparisons if c.metric == "test/acc" and c.group == "regularizer=l1")
+    sentence = comparison_sentence(comparison)
+    pattern = r"regularizer=l1 vs regularizer=none: \+3\.00 pp test accuracy, 95% CI \[(\S+), (\S+)\], p = (\S+) \(Holm\), n = 4/4"
+    match = re.fullmatch(pattern, sentence)
+    assert match, sentence
+    interval = sps.ttest_ind(TEST_ACC["l1"], TEST_ACC["none"], equal_var=False).confidence_interval()
+    assert (float(match[1]), float(match[2])) == pytest.approx((100 * interval.low, 100 * interval.high), abs=0.005)
+    assert float(match[3]) == pytest.approx(comparison.welch_p_holm, rel=0.05)
+    loss = next(c for c in aggregated.comparisons if c.metric == "test/loss" and c.group == "regularizer=l1")
+    assert comparison_sentence(loss).startswith("regularizer=l1 vs regularizer=none: -0.03 test loss, 95% CI [")
+
+
+def test_summary_markdown_has_tables_sentences_and_problem_jobs(aggregated: SweepAggregate) -> None:
+    text = (aggregated.sweep.sweep_dir / "summary.md").read_text()
+    for header in ("test acc (%)", "val acc (%)", "test loss", "val error (%)", "gen gap acc (pp)", "sparsity (%)", "epochs", "ok/failed/missing"):
+        assert header in text
+    assert "| regularizer=l1 | 93.50 ± 0.65 |" in text
+    assert "- regularizer=l1 vs regularizer=none: +3.00 pp test accuracy" in text
+    assert f"`{FAILED_JOB}` (regularizer=l1): failed: DivergenceError: loss is nan" in text
+    assert f"`{MISSING_JOB}` (regularizer=l2): missing" in text
+    assert "![learning_curves](plots/learning_curves.png)" in text
+
+
+def test_console_summary_has_one_row_per_group(aggregated: SweepAggregate) -> None:
+    summary = aggregated.console_summary()
+    rows = [line for line in summary.splitlines() if line.startswith("| regularizer=")]
+    assert len(rows) == 3
+    assert rows[1].startswith("| regularizer=l1 | 93.50 ± 0.65 |") and rows[1].endswith("| 4/1/0 |")
+    assert "12 ok, 1 failed, 1 missing" in summary
+
+
+def test_plots_are_png_files(aggregated: SweepAggregate) -> None:
+    plots = sorted(p.name for p in (aggregated.sweep.sweep_dir / "plots").iterdir())
+    assert plots == ["generalization_gap.png", "learning_curves.png", "weight_histograms.png"]
+    for name in plots:
+        data = (aggregated.sweep.sweep_dir / "plots" / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
+
+
+def test_plot_against_a_swept_number_uses_the_override_key(tmp_path: Path) -> None:
+    for num, l1 in enumerate(["0.0", "1e-5", "1e-4", "0.0", "1e-5", "1e-4"]):
+        make_job(tmp_path, num, ["regularizer=l1", f"regularizer.l1={l1}", f"seed={num // 3}"], 0.9 + num / 100)
+    result = aggregate_sweep(tmp_path)
+    plot = tmp_path / "plots" / "vs_regularizer.l1.png"
+    assert plot in result.outputs and plot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_tensorboard_runs_have_the_csv_tags_and_seed_means(aggregated: SweepAggregate) -> None:
+    group_dir = aggregated.sweep.sweep_dir / "aggregate_tb" / "regularizer=l1"
+    runs = {}
+    for run in ("mean", "mean-se", "mean+se"):
+        runs[run] = EventAccumulator(str(group_dir / run))
+        runs[run].Reload()
+    csv_tags = {"train/loss", "val/loss", "train/acc", "val/acc", "lr"}
+    assert csv_tags | {"aggregate/n_jobs"} == set(runs["mean"].Tags()["scalars"])
+    assert set(runs["mean+se"].Tags()["scalars"]) == {"train/loss", "val/loss", "train/acc", "val/acc", "lr"}
+    val_acc = runs["mean"].Scalars("val/acc")
+    assert [event.step for event in val_acc] == [0, 1, 2, 3, 4]
+    assert val_acc[0].value == pytest.approx(np.mean(TEST_ACC["l1"]) - 0.05)
+    upper, lower = runs["mean+se"].Scalars("val/acc")[0].value, runs["mean-se"].Scalars("val/acc")[0].value
+    assert upper - val_acc[0].value == pytest.approx(sps.sem(TEST_ACC["l1"]), rel=1e-5)
+    assert val_acc[0].value - lower == pytest.approx(sps.sem(TEST_ACC["l1"]), rel=1e-5)
+    assert [event.value for event in runs["mean"].Scalars("aggregate/n_jobs")] == [4] * 5
+
+
+def test_curves_average_only_jobs_that_reached_the_epoch(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.90, epochs=3)
+    make_job(tmp_path, 1, ["seed=1"], 0.94, epochs=5)
+    aggregate_sweep(tmp_path, plots=False)
+    mean_run = EventAccumulator(str(tmp_path / "aggregate_tb" / "all" / "mean"))
+    mean_run.Reload()
+    assert [e.value for e in mean_run.Scalars("aggregate/n_jobs")] == [2, 2, 2, 1, 1]
+    val_loss = {e.step: e.value for e in mean_run.Scalars("val/loss")}
+    assert val_loss[0] == pytest.approx(np.mean([1.1 - 0.90 + 0.1, 1.1 - 0.94 + 0.1]))
+    assert val_loss[4] == pytest.approx(1.1 - 0.94 + 0.1 / 5)
+
+
+def test_rerun_rewrites_identical_outputs(tmp_path: Path) -> None:
+    make_sweep_with_problems(tmp_path)
+    first = aggregate_sweep(tmp_path)
+    digests = {pattern: file_digests(tmp_path, pattern) for pattern in ("*.csv", "*.md", "aggregate_tb/**/*")}
+    second = aggregate_sweep(tmp_path)
+    assert {pattern: file_digests(tmp_path, pattern) for pattern in digests} == digests
+    assert first.outputs == second.outputs and all(path.exists() for path in second.outputs)
+    assert len(list((tmp_path / "aggregate_tb").rglob("events.out.tfevents.*"))) == 9
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_nan_metric_of_an_ok_job_is_left_out_and_counted(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.90)
+    make_job(tmp_path, 1, ["seed=1"], 0.92)
+    make_job(tmp_path, 2, ["seed=2"], math.nan)
+    aggregate_sweep(tmp_path, plots=False)
+    row = summary_row(tmp_path, "(all)", "test/acc")
+    assert (row["n_ok"], row["n"], row["n_nonfinite"]) == ("3", "2", "1")
+    assert float(row["mean"]) == pytest.approx(0.91)
+
+
+def test_optuna_like_sweep_with_single_trials_and_regression_metrics(tmp_path: Path) -> None:
+    for trial in range(4):
+        overrides = [f"optimizer.lr={10.0 ** -(trial + 1)}", f"model.dropout={trial / 10}"]
+        make_job(tmp_path, trial, overrides, 0.8 + trial / 100, classification=False)
+    result = aggregate_sweep(tmp_path, all_pairs=True)
+    assert len(result.groups) == 4 and result.baseline is None
+    assert len([c for c in result.comparisons if c.metric == "test/loss"]) == 6
+    assert summary_row(tmp_path, "model.dropout=0.0,optimizer.lr=0.1", "test/loss")["se"] == "nan"
+    text = (tmp_path / "summary.md").read_text()
+    assert "test acc" not in text and "| test loss |" in text
+    assert "12 comparisons with fewer than 2 ok runs on a side" in text
+    assert {"vs_optimizer.lr.png", "vs_model.dropout.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
+
+
+def test_group_with_only_failed_jobs_is_reported(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    make_job(tmp_path, 20, ["regularizer=dropout", "seed=0"], 0.5, status="failed", error="RuntimeError: out of memory")
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert len(result.groups["regularizer=dropout"]) == 1
+    assert "| regularizer=dropout | – |" in (tmp_path / "summary.md").read_text()
+    assert summary_row(tmp_path, "regularizer=dropout", "test/acc")["n_failed"] == "1"
+
+
+def test_all_pairs_and_explicit_baseline(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    pairs = {(c.group, c.reference) for c in aggregate_sweep(tmp_path, baseline="regularizer=l2", all_pairs=True, plots=False).comparisons}
+    assert pairs == {("regularizer=none", "regularizer=l2"), ("regularizer=l1", "regularizer=l2"), ("regularizer=l1", "regularizer=none")}
+    with pytest.raises(AggregateError, match="Unknown baseline group 'l3'"):
+        aggregate_sweep(tmp_path, baseline="l3")
+
+
+def test_missing_or_empty_sweep_dir_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(AggregateError, match="not found"):
+        aggregate_sweep(tmp_path / "nope")
+    with pytest.raises(AggregateError, match="No jobs"):
+        aggregate_sweep(tmp_path)
+
+
+def test_ten_job_sweep_aggregates_quickly(tmp_path: Path) -> None:
+    for seed in range(5):
+        make_job(tmp_path, seed, ["regularizer=none", f"seed={seed}"], 0.9 + seed / 100)
+        make_job(tmp_path, 5 + seed, ["regularizer=l2", f"seed={seed}"], 0.91 + seed / 100, regularizer="l2")
+    aggregate_sweep(tmp_path)  # warm imports, like a second multirun in the same process would be
+    start = time.perf_counter()
+    aggregate_sweep(tmp_path)
+    assert time.perf_counter() - start < 5.0
