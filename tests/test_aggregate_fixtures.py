@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from regsweep.records import JobInfo, ResultRecord, write_epochs_csv, write_result, write_weights
+from regsweep.records import JobInfo, ResultRecord, find_job_dirs, read_result, write_epochs_csv, write_result, write_weights
 
 # test accuracy of each seed, per regularizer: the numbers the tests check statistics against
 TEST_ACC = {
@@ -109,8 +109,6 @@ def make_regularizer_sweep(sweep_dir: Path) -> Path:
 
 
 def test_fabricated_sweep_reads_back(tmp_path: Path) -> None:
-    from regsweep.records import find_job_dirs, read_result
-
     make_regularizer_sweep(tmp_path)
     dirs = list(find_job_dirs(tmp_path))
     assert len(dirs) == 12

@@ -16,8 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_aggregate_fixtures import TEST_ACC, make_job, make_regularizer_sweep, write_hydra_overrides
 
 from regsweep.aggregate import AggregateError, SweepAggregate, aggregate_sweep
-from regsweep.aggregate.compare import comparison_sentence
+from regsweep.aggregate.compare import comparison_sentence, higher_is_better
 from regsweep.aggregate.load import load_sweep
+from regsweep.records import write_epochs_csv
 
 FAILED_JOB = "12_regularizer=l1,seed=4"
 MISSING_JOB = "13_regularizer=l2,seed=4"
@@ -265,3 +266,25 @@ def test_ten_job_sweep_aggregates_quickly(tmp_path: Path) -> None:
     start = time.perf_counter()
     aggregate_sweep(tmp_path)
     assert time.perf_counter() - start < 5.0
+
+
+def test_curves_merge_split_rows_and_skip_blank_cells(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.90, epochs=2)
+    job = make_job(tmp_path, 1, ["seed=1"], 0.94, epochs=2)
+    # a logger that writes train and val on separate rows, with no val/acc at epoch 0
+    write_epochs_csv(job / "metrics.csv", [{"epoch": 0, "train/loss": 3.0}, {"epoch": 0, "val/loss": 5.0}, {"epoch": 1, "val/acc": 0.5}])
+    aggregate_sweep(tmp_path, plots=False)
+    mean_run = EventAccumulator(str(tmp_path / "aggregate_tb" / "all" / "mean"))
+    mean_run.Reload()
+    assert [e.value for e in mean_run.Scalars("aggregate/n_jobs")] == [2, 2]
+    assert mean_run.Scalars("val/loss")[0].value == pytest.approx(np.mean([1.1 - 0.90 + 0.1, 5.0]))
+    assert mean_run.Scalars("val/acc")[0].value == pytest.approx(0.90 - 0.02)  # job 0 only
+
+
+@pytest.mark.parametrize(
+    ("metric", "higher"),
+    [("test/acc", True), ("best/val/acc", True), ("test/loss", False), ("best/val/error", False),
+     ("final/gen_gap/acc", False), ("final/gen_gap/loss", False), ("final/train/penalty", False)],
+)  # fmt: skip
+def test_direction_of_improvement(metric: str, higher: bool) -> None:
+    assert higher_is_better(metric) is higher

@@ -156,6 +156,7 @@ def test_read_kaggle_csv_all_rows_short(tmp_path):
         (5, "x", r"line 4, column 6 \(pixel5\): expected an integer in 0..255, got 'x'"),
         (5, "2.5", r"line 4, column 6 \(pixel5\): expected an integer in 0..255, got '2.5'"),
         (784, "256", r"line 4, column 785 \(pixel784\): expected an integer in 0..255, got '256'"),
+        (7, "99999", r"line 4, column 8 \(pixel7\): expected an integer in 0..255, got '99999'"),
         (1, "-1", r"line 4, column 2 \(pixel1\): expected an integer in 0..255, got '-1'"),
         (0, "10", r"line 4, column 1 \(label\): expected an integer in 0..9, got '10'"),
     ],

@@ -26,6 +26,8 @@ RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -34,6 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for everyone
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -14,8 +14,6 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, Override, ValueType
 from omegaconf import DictConfig
 
 from regsweep.errors import ConfigError, RegsweepError
@@ -23,44 +21,40 @@ from regsweep.records import RESULT_FILE, ResultRecord, find_job_dirs, read_resu
 
 log = logging.getLogger(__name__)
 
-INTEGER_RANGE = re.compile(r"^(\d+)-(\d+)$")
+INTEGER_ITEMS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")  # 0-9 or 0-4,7,10-12; quoted values never match
 
 
 class SweepFailedError(RegsweepError):
     """Some jobs of a multirun failed; the others ran and kept their results."""
 
 
-def _expand_item(key: str, item: Any) -> list[Any]:
-    match = INTEGER_RANGE.match(item) if isinstance(item, str) else None
-    if match is None:
-        return [item]
-    first, last = int(match.group(1)), int(match.group(2))
-    if first > last:
+def _expand_item(key: str, item: str) -> list[int]:
+    first, _, last = item.partition("-")
+    if not last:
+        return [int(first)]
+    if int(first) > int(last):
         raise ConfigError(key, item, f"an integer range a-b needs a <= b, e.g. {last}-{first}")
-    return list(range(first, last + 1))
-
-
-def _expanded(override: Override) -> str | None:
-    """The override rewritten with integer ranges spelled out, or None when it has no range."""
-    key = override.input_line.split("=", 1)[0]
-    if override.value_type == ValueType.ELEMENT:
-        items = [override.value()]
-    elif override.value_type == ValueType.SIMPLE_CHOICE_SWEEP:
-        items = override.value().list  # type: ignore[union-attr]
-    else:
-        return None
-    expanded = [value for item in items for value in _expand_item(key, item)]
-    if expanded == items:
-        return None
-    if len(items) == 1:
-        return f"{key}=range({expanded[0]},{expanded[-1] + 1})"
-    return f"{key}={','.join(str(v) for v in expanded)}"
+    return list(range(int(first), int(last) + 1))
 
 
 def expand_integer_ranges(arguments: Sequence[str]) -> list[str]:
-    """Rewrite ``key=a-b`` (unquoted, integers a <= b) into Hydra's ``key=range(a,b+1)``."""
-    parser = OverridesParser.create()
-    return [_expanded(parser.parse_override(arg)) or arg for arg in arguments]
+    """Rewrite ``key=a-b`` (unquoted, integers a <= b) into Hydra's ``key=range(a,b+1)``.
+
+    Lists that mix ranges and integers (``key=0-4,7``) become explicit choices (``key=0,1,2,3,4,7``).
+    """
+    expanded = []
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if "-" not in value or not INTEGER_ITEMS.match(value):
+            expanded.append(argument)
+            continue
+        items = value.split(",")
+        values = [v for item in items for v in _expand_item(key.lstrip("+~"), item)]
+        if len(items) == 1:
+            expanded.append(f"{key}=range({values[0]},{values[-1] + 1})")
+        else:
+            expanded.append(f"{key}={','.join(map(str, values))}")
+    return expanded
 
 
 def validate_jobs(batch: Sequence[Sequence[str]], load: Callable[[list[str]], DictConfig],

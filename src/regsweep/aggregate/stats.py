@@ -163,7 +163,7 @@ def hedges_g(x: Values, y: Values) -> float:
     pooled_sd = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / dof)
     if pooled_sd == 0:
         return NAN
-    small_sample_correction = 1
+    small_sample_correction = 1 - 3 / (4 * dof - 1)
     return (a.mean() - b.mean()) / pooled_sd * small_sample_correction
 
 

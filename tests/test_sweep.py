@@ -1,0 +1,86 @@
+"""Multiruns: integer ranges, up-front validation, and failures that never lose other jobs' results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_train
+from regsweep.errors import ConfigError
+from regsweep.sweeps import collect_records, expand_integer_ranges
+
+
+@pytest.mark.parametrize("argument,expected", [
+    ("seed=0-9", "seed=range(0,10)"),
+    ("+seed=3-3", "+seed=range(3,4)"),
+    ("seed=0-2,7", "seed=0,1,2,7"),
+    ("seed=range(0,10)", "seed=range(0,10)"),
+    ("seed=0,1,2", "seed=0,1,2"),
+    ("seed='0-9'", "seed='0-9'"),
+    ("regularizer=l1,l2", "regularizer=l1,l2"),
+    ("hydra.sweep.dir=multirun/2026-01-02", "hydra.sweep.dir=multirun/2026-01-02"),
+])
+def test_integer_ranges_expand_the_hydra_way(argument: str, expected: str) -> None:
+    assert expand_integer_ranges([argument]) == [expected]
+
+
+def test_a_reversed_range_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="a <= b"):
+        expand_integer_ranges(["seed=9-0"])
+
+
+def jobs(sweep_dir: Path) -> list:
+    records, missing = collect_records(sweep_dir)
+    assert missing == []
+    return records
+
+
+@pytest.mark.slow
+def test_seed_range_multirun_runs_ten_jobs_with_seeds_0_to_9(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "seed=0-9", "regularizer=l1l2", *TINY, "trainer.max_epochs=1",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = jobs(sweep)
+    assert sorted(r.seed for r in records) == list(range(10))
+    assert all(r.ok and r.job.sweep_dir == str(sweep.resolve()) for r in records)
+    assert all("regularizer=l1l2" in r.job.overrides for r in records)
+    assert len({r.metrics["final"]["train/loss"] for r in records}) == 10  # seeds really differ
+    names = {Path(r.job.dir).name for r in records}  # readable job (and TensorBoard run) names
+    assert any(n.startswith("9_") and "regularizer=l1l2" in n and "seed=9" in n for n in names)
+
+
+@pytest.mark.slow
+def test_ranges_combine_with_other_sweeps(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "seed=5-7", "regularizer=l1,l2", *TINY, "trainer.max_epochs=1",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pairs = sorted((r.params["regularizer.name"], r.seed) for r in jobs(sweep))
+    assert pairs == [(reg, seed) for reg in ("l1", "l2") for seed in (5, 6, 7)]
+
+
+@pytest.mark.slow
+def test_a_diverging_job_fails_alone_and_the_multirun_reports_it(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "data=regression", "optimizer=sgd", "optimizer.lr=1e6,1e-2,1e-3", *TINY,
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode != 0
+    records = {r.params["optimizer.lr"]: r for r in jobs(sweep)}
+    assert set(records) == {1e6, 1e-2, 1e-3}
+    assert records[1e6].status == "failed" and "diverged" in records[1e6].error
+    assert records[1e-2].ok and records[1e-3].ok  # the job after the failure ran too
+    assert "1 of 3 jobs failed" in result.stderr
+    failure_lines = [line for line in result.stderr.splitlines() if line.startswith("  0_")]
+    assert len(failure_lines) == 1 and "DivergenceError: training diverged" in failure_lines[0]
+
+
+@pytest.mark.slow
+def test_an_invalid_job_config_stops_the_multirun_before_any_job(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "model.dropout=0.1,1.5", "seed=abc,1", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "jobs have an invalid config; none was started" in result.stderr
+    assert "model.dropout=1.5" in result.stderr and "seed='abc'" in result.stderr
+    assert not list(sweep.glob("*/result.json"))

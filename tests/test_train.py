@@ -1,0 +1,108 @@
+"""A short real run leaves a complete record, CSV and TensorBoard logs; runs are reproducible."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from regsweep.callbacks import GeneralizationGapStopping
+from regsweep.errors import DivergenceError
+from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, read_epochs_csv, read_result
+from regsweep.train import run
+
+EPOCH_TAGS = {
+    "train/loss", "train/acc", "train/penalty", "train/total_loss", "val/loss", "val/acc",
+    "gen_gap/loss", "gen_gap/acc", "weights/l1", "weights/l2", "weights/sparsity", "lr",
+}
+
+
+def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tmp_path: Path) -> None:
+    objective = run(make_cfg("regularizer=l1l2", "trainer.max_epochs=3", "callbacks=no_stop"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.error is None
+    assert record.seed == 0 and record.epochs == 3 and record.wall_time_s > 0
+    assert record.params["regularizer.l1"] == 5e-4 and record.params["model.hidden_sizes"] == [32]
+    final, best, test = record.metrics["final"], record.metrics["best"], record.metrics["test"]
+    assert EPOCH_TAGS <= set(final)
+    assert final["train/penalty"] > 0
+    assert final["train/total_loss"] == pytest.approx(final["train/loss"] + final["train/penalty"], rel=1e-5)
+    assert final["gen_gap/loss"] == pytest.approx(final["val/loss"] - final["train/loss"], rel=1e-5)
+    assert objective == best["val/acc"]
+    assert 0.2 < test["test/acc"] <= 1.0  # tiny settings, but well above chance (0.1)
+    rows = read_epochs_csv(tmp_path / EPOCHS_FILE)
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert best["val/loss"] == min(r["val/loss"] for r in rows)
+    weights = np.load(tmp_path / WEIGHTS_FILE)
+    assert sorted(weights.files) == ["1.weight", "3.weight"] and weights["1.weight"].shape == (32, 64)
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0, "scalars": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert EPOCH_TAGS <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("val/loss")] == [0, 1, 2]
+    assert {"weights/1.weight", "weights/3.weight"} <= set(tags["histograms"])
+    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(test["test/acc"])
+    assert events.Scalars("hp/best_val_acc")[-1].value == pytest.approx(best["val/acc"])
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path: Path) -> None:
+    def metrics(seed: int) -> dict:
+        run(make_cfg(f"seed={seed}", "model.dropout=0.2"))
+        return read_result(tmp_path).metrics
+
+    first = metrics(0)
+    assert metrics(0) == first
+    assert metrics(1)["final"]["train/loss"] != first["final"]["train/loss"]
+
+
+def test_seed_zero_is_a_real_seed(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("seed=0"))
+    zero = read_result(tmp_path).metrics
+    run(make_cfg("seed=1"))
+    assert read_result(tmp_path).metrics != zero
+
+
+def test_regression_run_records_mse_without_accuracy(make_cfg, tmp_path: Path) -> None:
+    objective = run(make_cfg("data=regression", "data.batch_size=null"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and "val/acc" not in record.metrics["final"]
+    assert objective == record.metrics["best"]["val/loss"]
+    assert math.isfinite(record.metrics["test"]["test/loss"])
+
+
+def test_diverging_run_fails_with_a_reason_and_a_failed_record(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("data=regression", "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=5")
+    with pytest.raises(DivergenceError, match="diverged"):
+        run(cfg)
+    record = read_result(tmp_path)
+    assert record.status == "failed" and "DivergenceError" in record.error
+    assert record.metrics == {}
+
+
+def test_early_stopping_stops_before_max_epochs(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("trainer.max_epochs=40", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=0.5"))
+    assert read_result(tmp_path).epochs == 2  # no epoch improves val/loss by 0.5 after the first
+
+
+def test_gap_stopping_needs_k_consecutive_epochs_over_epsilon() -> None:
+    callback = GeneralizationGapStopping(epsilon=0.1, patience=2)
+    decisions = [callback._evaluate_stopping_criteria(torch.tensor(g))[0] for g in (0.2, 0.05, 0.2, 0.3)]
+    assert decisions == [False, False, False, True]
+
+
+def test_gap_stopping_run(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("callbacks=gap_stop", "callbacks.gap_stopping.epsilon=-10", "callbacks.gap_stopping.patience=2",
+                 "trainer.max_epochs=10"))
+    assert read_result(tmp_path).epochs == 2  # the gap always exceeds -10: stop after 2 epochs
+
+
+def test_gradient_noise_changes_training(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg())
+    clean = read_result(tmp_path).metrics["final"]["train/loss"]
+    run(make_cfg("regularizer.grad_noise_std=0.5"))
+    assert read_result(tmp_path).metrics["final"]["train/loss"] != clean
