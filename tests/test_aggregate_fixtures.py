@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from regsweep.records import JobInfo, ResultRecord, find_job_dirs, read_result, write_epochs_csv, write_result, write_weights
+from regsweep.records import (
+    JobInfo,
+    ResultRecord,
+    find_job_dirs,
+    read_result,
+    write_epochs_csv,
+    write_result,
+    write_weights,
+)
 
 # test accuracy of each seed, per regularizer: the numbers the tests check statistics against
 TEST_ACC = {
@@ -41,7 +49,8 @@ def job_metrics(test_acc: float, epochs: int, classification: bool = True) -> di
 def epoch_rows(test_acc: float, epochs: int, classification: bool = True) -> list[dict[str, float]]:
     rows = []
     for epoch in range(epochs):
-        row = {"epoch": float(epoch), "train/loss": 1.0 / (epoch + 1), "val/loss": 1.1 - test_acc + 0.1 / (epoch + 1), "lr": 0.001}
+        row = {"epoch": float(epoch), "train/loss": 1.0 / (epoch + 1), "lr": 0.001}
+        row["val/loss"] = 1.1 - test_acc + 0.1 / (epoch + 1)
         if classification:
             row |= {"train/acc": 0.9 + 0.01 * epoch, "val/acc": test_acc - 0.01 * (epochs - epoch)}
         rows.append(row)
@@ -103,7 +112,8 @@ def make_regularizer_sweep(sweep_dir: Path) -> Path:
     for regularizer, accuracies in TEST_ACC.items():
         for seed, acc in enumerate(accuracies):
             params = {"regularizer.l1": L1_STRENGTH[regularizer], "regularizer.l2": L2_STRENGTH[regularizer]}
-            make_job(sweep_dir, num, [f"regularizer={regularizer}", f"seed={seed}"], acc, params=params, regularizer=regularizer)
+            overrides = [f"regularizer={regularizer}", f"seed={seed}"]
+            make_job(sweep_dir, num, overrides, acc, params=params, regularizer=regularizer)
             num += 1
     return sweep_dir
 

@@ -48,7 +48,8 @@ def summary_row(sweep_dir: Path, group: str, metric: str) -> dict[str, str]:
 
 
 def file_digests(root: Path, pattern: str) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob(pattern)) if p.is_file()}
+    files = sorted(p for p in root.glob(pattern) if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_grouping_separates_every_override_but_the_seed(tmp_path: Path) -> None:
@@ -63,7 +64,10 @@ def test_grouping_separates_every_override_but_the_seed(tmp_path: Path) -> None:
         make_job(tmp_path, num, overrides, 0.9)
     groups = {g.label: [job.name for job in g.jobs] for g in load_sweep(tmp_path).groups}
     assert groups == {
-        "optimizer.lr=0.1,regularizer=l1": ["0_regularizer=l1,optimizer.lr=0.1,seed=0", "1_optimizer.lr=0.1,regularizer=l1,+seed=1,hydra.verbose=true"],
+        "optimizer.lr=0.1,regularizer=l1": [
+            "0_regularizer=l1,optimizer.lr=0.1,seed=0",
+            "1_optimizer.lr=0.1,regularizer=l1,+seed=1,hydra.verbose=true",
+        ],
         "optimizer.lr=0.01,regularizer=l1": ["2_regularizer=l1,optimizer.lr=0.01,seed=0"],
         "optimizer.lr=0.1,regularizer=l2": ["3_regularizer=l2,optimizer.lr=0.1,seed=0"],
     }
@@ -103,13 +107,15 @@ def test_summary_csv_statistics_match_scipy(aggregated: SweepAggregate) -> None:
 def test_every_numeric_metric_is_summarized(aggregated: SweepAggregate) -> None:
     metrics = {r["metric"] for r in read_csv_rows(aggregated.sweep.sweep_dir / "summary.csv")}
     expected = {"test/acc", "test/loss", "best/val/acc", "best/val/error", "best/epoch", "final/gen_gap/acc",
-                "final/gen_gap/loss", "final/weights/sparsity", "final/weights/l2", "epochs", "wall_time_s"}  # fmt: skip
+                "final/gen_gap/loss", "final/weights/sparsity", "final/weights/l2", "epochs",
+                "wall_time_s"}  # fmt: skip
     assert expected <= metrics
 
 
 def test_comparisons_match_scipy_and_holm(aggregated: SweepAggregate) -> None:
     rows = [r for r in read_csv_rows(aggregated.sweep.sweep_dir / "comparisons.csv") if r["metric"] == "test/acc"]
-    assert [(r["group"], r["reference"]) for r in rows] == [("regularizer=l1", "regularizer=none"), ("regularizer=l2", "regularizer=none")]
+    pairs = [(r["group"], r["reference"]) for r in rows]
+    assert pairs == [("regularizer=l1", "regularizer=none"), ("regularizer=l2", "regularizer=none")]
     raw = [sps.ttest_ind(TEST_ACC[name], TEST_ACC["none"], equal_var=False).pvalue for name in ("l1", "l2")]
     assert [float(r["welch_p"]) for r in rows] == pytest.approx(raw)
     holm = [min(1.0, 2 * min(raw)), max(min(1.0, 2 * min(raw)), max(raw))]
@@ -124,7 +130,10 @@ def test_comparisons_match_scipy_and_holm(aggregated: SweepAggregate) -> None:
 def test_comparison_sentence_format(aggregated: SweepAggregate) -> None:
     comparison = next(c for c in aggregated.comparisons if c.metric == "test/acc" and c.group == "regularizer=l1")
     sentence = comparison_sentence(comparison)
-    pattern = r"regularizer=l1 vs regularizer=none: \+3\.00 pp test accuracy, 95% CI \[(\S+), (\S+)\], p = (\S+) \(Holm\), n = 4/4"
+    pattern = (
+        r"regularizer=l1 vs regularizer=none: \+3\.00 pp test accuracy, "
+        r"95% CI \[(\S+), (\S+)\], p = (\S+) \(Holm\), n = 4/4"
+    )
     match = re.fullmatch(pattern, sentence)
     assert match, sentence
     interval = sps.ttest_ind(TEST_ACC["l1"], TEST_ACC["none"], equal_var=False).confidence_interval()
@@ -136,8 +145,8 @@ def test_comparison_sentence_format(aggregated: SweepAggregate) -> None:
 
 def test_summary_markdown_has_tables_sentences_and_problem_jobs(aggregated: SweepAggregate) -> None:
     text = (aggregated.sweep.sweep_dir / "summary.md").read_text()
-    for header in ("test acc (%)", "val acc (%)", "test loss", "val error (%)", "gen gap acc (pp)", "sparsity (%)", "epochs", "ok/failed/missing"):
-        assert header in text
+    headers = ["test acc (%)", "val acc (%)", "test loss", "val error (%)", "gen gap acc (pp)", "sparsity (%)"]
+    assert all(f"| {header} |" in text for header in [*headers, "epochs", "ok/failed/missing"])
     assert "| regularizer=l1 | 93.50 ± 0.65 |" in text
     assert "- regularizer=l1 vs regularizer=none: +3.00 pp test accuracy" in text
     assert f"`{FAILED_JOB}` (regularizer=l1): failed: DivergenceError: loss is nan" in text
@@ -234,6 +243,16 @@ def test_optuna_like_sweep_with_single_trials_and_regression_metrics(tmp_path: P
     assert {"vs_optimizer.lr.png", "vs_model.dropout.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
 
 
+def test_unreadable_record_counts_as_a_failed_job(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.9)
+    broken = make_job(tmp_path, 1, ["seed=1"], 0.9)
+    (broken / "result.json").write_text("{not json")
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert result.n_ok == 1
+    assert [name for name, _ in result.failed] == [broken.name]
+    assert result.failed[0][1].startswith("unreadable result.json")
+
+
 def test_group_with_only_failed_jobs_is_reported(tmp_path: Path) -> None:
     make_regularizer_sweep(tmp_path)
     make_job(tmp_path, 20, ["regularizer=dropout", "seed=0"], 0.5, status="failed", error="RuntimeError: out of memory")
@@ -245,8 +264,10 @@ def test_group_with_only_failed_jobs_is_reported(tmp_path: Path) -> None:
 
 def test_all_pairs_and_explicit_baseline(tmp_path: Path) -> None:
     make_regularizer_sweep(tmp_path)
-    pairs = {(c.group, c.reference) for c in aggregate_sweep(tmp_path, baseline="regularizer=l2", all_pairs=True, plots=False).comparisons}
-    assert pairs == {("regularizer=none", "regularizer=l2"), ("regularizer=l1", "regularizer=l2"), ("regularizer=l1", "regularizer=none")}
+    result = aggregate_sweep(tmp_path, baseline="regularizer=l2", all_pairs=True, plots=False)
+    pairs = {(c.group, c.reference) for c in result.comparisons}
+    none, l1, l2 = "regularizer=none", "regularizer=l1", "regularizer=l2"
+    assert pairs == {(none, l2), (l1, l2), (l1, none)}
     with pytest.raises(AggregateError, match="Unknown baseline group 'l3'"):
         aggregate_sweep(tmp_path, baseline="l3")
 
@@ -272,12 +293,14 @@ def test_curves_merge_split_rows_and_skip_blank_cells(tmp_path: Path) -> None:
     make_job(tmp_path, 0, ["seed=0"], 0.90, epochs=2)
     job = make_job(tmp_path, 1, ["seed=1"], 0.94, epochs=2)
     # a logger that writes train and val on separate rows, with no val/acc at epoch 0
-    write_epochs_csv(job / "metrics.csv", [{"epoch": 0, "train/loss": 3.0}, {"epoch": 0, "val/loss": 5.0}, {"epoch": 1, "val/acc": 0.5}])
+    rows = [{"epoch": 0, "train/loss": 3.0}, {"epoch": 0, "val/loss": 5.0}, {"epoch": 1, "val/acc": 0.5}]
+    write_epochs_csv(job / "metrics.csv", rows)
     aggregate_sweep(tmp_path, plots=False)
     mean_run = EventAccumulator(str(tmp_path / "aggregate_tb" / "all" / "mean"))
     mean_run.Reload()
     assert [e.value for e in mean_run.Scalars("aggregate/n_jobs")] == [2, 2]
     assert mean_run.Scalars("val/loss")[0].value == pytest.approx(np.mean([1.1 - 0.90 + 0.1, 5.0]))
+    assert mean_run.Scalars("train/loss")[0].value == pytest.approx(np.mean([1.0, 3.0]))
     assert mean_run.Scalars("val/acc")[0].value == pytest.approx(0.90 - 0.02)  # job 0 only
 
 

@@ -112,9 +112,15 @@ def compare_groups(values: GroupValues, metrics: list[str], pairs: list[tuple[st
 
 
 def format_difference(metric: str, value: float, signed: bool = True) -> str:
-    if is_fraction(metric):
-        return f"{100 * value:{'+' if signed else ''}.2f}"
-    return f"{value:{'+' if signed else ''}.3g}"
+    """Accuracy-like differences in percentage points (2 decimals), others to 3 significant digits."""
+    sign = "+" if signed else ""
+    return f"{100 * value:{sign}.2f}" if is_fraction(metric) else f"{value:{sign}.3g}"
+
+
+def format_interval(metric: str, low: float, high: float) -> str:
+    if not math.isfinite(low):
+        return "n/a"
+    return f"[{format_difference(metric, low, signed=False)}, {format_difference(metric, high, signed=False)}]"
 
 
 def format_p(p: float) -> str:
@@ -128,11 +134,8 @@ def comparison_sentence(comparison: Comparison) -> str:
     c = comparison
     unit = " pp" if is_fraction(c.metric) else ""
     words = SENTENCE_METRICS.get(c.metric, c.metric)
-    if math.isfinite(c.welch.ci95_low):
-        interval = f"[{format_difference(c.metric, c.welch.ci95_low, False)}, {format_difference(c.metric, c.welch.ci95_high, False)}]"
-    else:
-        interval = "n/a"
     return (
         f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "
-        f"95% CI {interval}, {format_p(c.welch_p_holm)} (Holm), n = {c.n_group}/{c.n_reference}"
+        f"95% CI {format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)}, "
+        f"{format_p(c.welch_p_holm)} (Holm), n = {c.n_group}/{c.n_reference}"
     )

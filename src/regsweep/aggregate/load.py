@@ -28,7 +28,7 @@ from regsweep.records import (
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
-DERIVED_ERROR_METRICS = {"best/val/error": "best/val/acc", "test/error": "test/acc"}
+DERIVED_ERROR_METRICS = {"best/val/error": "best/val/acc"}  # error name -> accuracy it derives from
 
 
 class AggregateError(RegsweepError):
@@ -74,18 +74,14 @@ class Group:
 
 @dataclass
 class Sweep:
+    """A sweep dir's jobs, grouped; groups in the order their first job ran."""
+
     sweep_dir: Path
     groups: list[Group]
 
     @property
     def jobs(self) -> list[Job]:
         return [job for group in self.groups for job in group.jobs]
-
-    def group(self, label: str) -> Group:
-        for group in self.groups:
-            if group.label == label:
-                return group
-        raise KeyError(label)
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -149,7 +145,7 @@ def job_order(job: Job) -> tuple[float, str]:
 
 
 def load_sweep(sweep_dir: Path) -> Sweep:
-    """Every job under ``sweep_dir``, grouped; groups in the order their first job ran."""
+    """Every job under ``sweep_dir``, grouped by configuration."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise AggregateError(f"Sweep dir not found: {sweep_dir}")

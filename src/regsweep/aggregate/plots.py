@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 
 PLOTS_DIR = "plots"
 LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay")
-VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", "final/gen_gap/acc", "final/gen_gap/loss", "final/weights/sparsity")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
+VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "final/weights/sparsity")
 CURVE_PANELS = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/acc", "val/acc")}
 SPARSITY_THRESHOLD = 1e-3  # |w| below this counts as zero in weights/sparsity
 MAGNITUDE_FLOOR = 1e-8  # exact zeros are drawn at this |w| on the log-magnitude axis
 MAX_LEGEND_ENTRIES = 12
 DPI = 110
+Colors = dict[str, tuple[float, ...]]  # label -> RGBA, the same in every figure
 
 
 def new_figure(panels: int, panel_size: tuple[float, float] = (5.0, 3.6)) -> tuple["Figure", list["Axes"]]:
@@ -56,7 +57,7 @@ def save_figure(figure: "Figure", path: Path) -> Path:
     return path
 
 
-def group_colors(labels: list[str]) -> dict[str, tuple[float, ...]]:
+def group_colors(labels: list[str]) -> Colors:
     """One color per group (or line), the same in every figure."""
     from matplotlib import colormaps
 
@@ -77,7 +78,7 @@ def metric_scale(metric: str) -> tuple[float, str]:
     return (100.0, " (%)") if is_fraction(metric) else (1.0, "")
 
 
-def plot_learning_curves(curves: dict[str, GroupCurves], colors: dict[str, tuple[float, ...]], path: Path) -> Path | None:
+def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: Path) -> Path | None:
     """Mean ± SE per epoch and group; val solid, train dashed."""
     tags = {tag for group in curves.values() for tag in group.curves}
     panels = {name: pair for name, pair in CURVE_PANELS.items() if tags & set(pair)}
@@ -89,7 +90,8 @@ def plot_learning_curves(curves: dict[str, GroupCurves], colors: dict[str, tuple
             for tag in pair:
                 if tag in group.curves:
                     draw_band(ax, group.curves[tag], colors[label], tag, label if tag.startswith("val") else None)
-        ax.set(xlabel="epoch", ylabel=name + metric_scale(pair[0])[1], title=f"{name}: val (solid), train (dashed), ± SE")
+        title = f"{name}: val (solid), train (dashed), ± SE"
+        ax.set(xlabel="epoch", ylabel=name + metric_scale(pair[0])[1], title=title)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     add_legend(figure, axes[0])
@@ -174,13 +176,13 @@ def pooled_weights(group: Group) -> np.ndarray:
         path = job.dir / WEIGHTS_FILE
         if path.exists():
             with np.load(path) as archive:
-                matrices = [archive[name] for name in archive.files if archive[name].ndim >= 2]
-                arrays += [m.ravel() for m in matrices] or [archive[name].ravel() for name in archive.files]
+                parameters = [archive[name] for name in archive.files]  # each access decompresses: once
+            arrays += [p.ravel() for p in parameters if p.ndim >= 2] or [p.ravel() for p in parameters]
     values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float32)
     return values[np.isfinite(values)]
 
 
-def plot_weight_histograms(sweep: Sweep, colors: dict[str, tuple[float, ...]], path: Path) -> Path | None:
+def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | None:
     """Weight-value densities per group: L1 piles weights at zero, L2 narrows the distribution.
 
     Left: density of w on a log axis (tails and the spike at 0). Right: density of log10|w|, where
@@ -196,25 +198,26 @@ def plot_weight_histograms(sweep: Sweep, colors: dict[str, tuple[float, ...]], p
     for label, w in weights.items():
         density, _ = np.histogram(w, bins=value_bins, density=True)
         values_ax.stairs(density, value_bins, color=colors[label], label=label, linewidth=1.3)
-        log_density, _ = np.histogram(np.log10(np.maximum(np.abs(w, dtype=np.float64), MAGNITUDE_FLOOR)), bins=log_bins, density=True)
+        magnitudes = np.log10(np.maximum(np.abs(w, dtype=np.float64), MAGNITUDE_FLOOR))
+        log_density, _ = np.histogram(magnitudes, bins=log_bins, density=True)
         log_ax.stairs(log_density, log_bins, color=colors[label], linewidth=1.3)
     values_ax.set(yscale="log", xlabel="weight value", ylabel="density", title="final weights (all seeds pooled)")
-    log_ax.axvline(math.log10(SPARSITY_THRESHOLD), color="gray", linestyle=":", label="sparsity threshold")
-    log_ax.set(xlabel="log10 |weight|", ylabel="density", title="weight magnitudes (|w| < 1e-8 at left edge)")
+    log_ax.axvline(math.log10(SPARSITY_THRESHOLD), color="gray", linestyle=":")
+    title = "weight magnitudes (dotted: sparsity threshold; 0 at left edge)"
+    log_ax.set(xlabel="log10 |weight|", ylabel="density", title=title)
     for ax in (values_ax, log_ax):
         ax.grid(alpha=0.3)
     add_legend(figure, values_ax)
     return save_figure(figure, path)
 
 
-def plot_generalization_gap(
-    labels: list[str], descriptions: Descriptions, colors: dict[str, tuple[float, ...]], path: Path
-) -> Path | None:
+def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors, path: Path) -> Path | None:
     """Final generalization gap per group, mean with SE error bars."""
     metrics = [m for m in GAP_METRICS if has_data(descriptions, labels, m)]
     if not metrics:
         return None
-    figure, axes = new_figure(len(metrics), panel_size=(max(5.0, 0.7 * len(labels) + 2), 4.2))
+    panel_width = min(max(5.0, 0.7 * len(labels) + 2), 16.0)  # room for the group names, up to a point
+    figure, axes = new_figure(len(metrics), panel_size=(panel_width, 4.2))
     for ax, metric in zip(axes, metrics):
         scale, unit = metric_scale(metric)
         means, errors = means_and_errors([descriptions[label].get(metric) for label in labels], scale)

@@ -12,7 +12,13 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from regsweep.aggregate.compare import SENTENCE_METRICS, Comparison, comparison_sentence, format_difference, format_p
+from regsweep.aggregate.compare import (
+    SENTENCE_METRICS,
+    Comparison,
+    comparison_sentence,
+    format_difference,
+    format_p,
+)
 from regsweep.aggregate.load import Group, Sweep
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
@@ -25,7 +31,7 @@ MAX_ERROR_CHARS = 300
 class Column:
     """A table column: mean ± SE of one metric, scaled (x100 for percent).
 
-    ``decimals`` fixes the decimals (percentages); by default they follow the SE, to two significant digits.
+    ``decimals`` fixes the decimals (percentages); by default they follow the SE (two significant digits).
     """
 
     header: str
@@ -44,7 +50,8 @@ RESULT_COLUMNS = (
     Column("sparsity (%)", "final/weights/sparsity", 100, 1),
     Column("epochs", "epochs", 1, 1),
 )
-CONSOLE_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in {"test/acc", "best/val/acc", "test/loss", "final/gen_gap/loss"})
+CONSOLE_METRICS = {"test/acc", "best/val/acc", "test/loss", "final/gen_gap/loss"}
+CONSOLE_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in CONSOLE_METRICS)
 
 
 def format_optional(value: float, spec: str) -> str:
@@ -122,15 +129,19 @@ def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Colum
     """Mean ± SE per group for the columns the sweep has data for, then the job counts."""
     present = [c for c in columns if has_data(descriptions, [g.label for g in sweep.groups], c.metric)]
     rows = [
-        [group.label, *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present), "/".join(map(str, job_counts(group)))]
+        [
+            group.label,
+            *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present),
+            "/".join(map(str, job_counts(group))),
+        ]
         for group in sweep.groups
     ]
     return markdown_table(["group", *(c.header for c in present), "ok/failed/missing"], rows)
 
 
 def job_totals_line(sweep: Sweep) -> str:
-    counts = [sum(column) for column in zip(*(job_counts(g) for g in sweep.groups))]
-    return f"{len(sweep.jobs)} jobs in {len(sweep.groups)} groups: {counts[0]} ok, {counts[1]} failed, {counts[2]} missing"
+    ok, failed, missing = (sum(column) for column in zip(*(job_counts(g) for g in sweep.groups)))
+    return f"{len(sweep.jobs)} jobs in {len(sweep.groups)} groups: {ok} ok, {failed} failed, {missing} missing"
 
 
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:
@@ -143,19 +154,26 @@ def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None
 
 
 def comparison_details(comparisons: list[Comparison]) -> str:
+    """Both tests, effect size and probability of improvement, for the comparisons that have sentences."""
+    header = ["comparison", "metric", "difference (pp for acc)", "Welch (Holm)", "Mann-Whitney (Holm)"]
+    header += ["Hedges' g", "P(improvement)"]
     rows = [
         [
-            f"{c.group} vs {c.reference}", c.metric, format_difference(c.metric, c.welch.difference),
-            format_p(c.welch_p_holm), format_p(c.mannwhitney_p_holm), format_optional(c.hedges_g, "+.2f"), format_optional(c.p_improvement, ".2f"),
-        ]  # fmt: skip
+            f"{c.group} vs {c.reference}",
+            c.metric,
+            format_difference(c.metric, c.welch.difference),
+            format_p(c.welch_p_holm),
+            format_p(c.mannwhitney_p_holm),
+            format_optional(c.hedges_g, "+.2f"),
+            format_optional(c.p_improvement, ".2f"),
+        ]
         for c in comparisons
     ]
-    header = ["comparison", "metric", "difference (pp for acc)", "Welch (Holm)", "Mann-Whitney (Holm)", "Hedges' g", "P(improvement)"]
     return markdown_table(header, rows)
 
 
 def comparisons_section(comparisons: list[Comparison]) -> list[str]:
-    """Sentences for the main metrics; pairs with a single run on a side (Optuna trials) have no test to report."""
+    """Sentences for the main metrics; a pair with one run on a side (Optuna trials) has no test to report."""
     main = [c for c in comparisons if c.metric in SENTENCE_METRICS]
     testable = [c for c in main if min(c.n_group, c.n_reference) >= 2]
     if not main:
@@ -173,7 +191,8 @@ def comparisons_section(comparisons: list[Comparison]) -> list[str]:
     if testable:
         lines += [comparison_details(testable), ""]
     if len(testable) < len(main):
-        lines += [f"{len(main) - len(testable)} comparisons with fewer than 2 ok runs on a side: see comparisons.csv.", ""]
+        untestable = len(main) - len(testable)
+        lines += [f"{untestable} comparisons with fewer than 2 ok runs on a side: see comparisons.csv.", ""]
     return lines
 
 
@@ -185,7 +204,8 @@ def problems_section(sweep: Sweep) -> list[str]:
             error = " ".join((job.error or "").split())[:MAX_ERROR_CHARS]
             lines.append(f"- `{job.name}` ({group.label}): failed: {error}")
         for job in group.with_status("missing"):
-            lines.append(f"- `{job.name}` ({group.label}): missing: no {RESULT_FILE} (killed, crashed or still running)")
+            reason = f"no {RESULT_FILE} (killed, crashed or still running)"
+            lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
     return ["## Failed and missing jobs", "", *lines, ""] if lines else []
 
 
@@ -195,7 +215,7 @@ def summary_markdown(
     lines = [
         f"# Sweep summary: {sweep.sweep_dir.name}",
         "",
-        f"{job_totals_line(sweep)}. Baseline: {baseline or 'none'}.",
+        f"{job_totals_line(sweep)}. Baseline: {baseline or 'none (compare with --baseline or --all-pairs)'}.",
         "",
         "## Results (mean ± SE over seeds)",
         "",

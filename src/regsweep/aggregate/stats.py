@@ -142,7 +142,14 @@ def welch_t_test(x: Values, y: Values, confidence: float = CONFIDENCE) -> WelchR
         warnings.simplefilter("ignore", RuntimeWarning)  # zero variance in both groups: t and p are NaN
         result = sps.ttest_ind(a, b, equal_var=False)
         interval = result.confidence_interval(confidence)
-    return WelchResult(difference, float(interval.low), float(interval.high), float(result.statistic), float(result.df), float(result.pvalue))
+    return WelchResult(
+        difference=difference,
+        ci95_low=float(interval.low),
+        ci95_high=float(interval.high),
+        t=float(result.statistic),
+        df=float(result.df),
+        p=float(result.pvalue),
+    )
 
 
 def mann_whitney(x: Values, y: Values) -> tuple[float, float]:
