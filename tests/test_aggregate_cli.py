@@ -60,3 +60,13 @@ def test_unknown_baseline_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     make_regularizer_sweep(tmp_path)
     assert main([str(tmp_path), "--baseline", "regularizer=l3"]) == 2
     assert "Unknown baseline group 'regularizer=l3'" in capsys.readouterr().err
+
+
+def test_matplotlib_is_imported_only_for_plots(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    script = (
+        "import sys; from regsweep.aggregate import aggregate_sweep; "
+        f"aggregate_sweep({str(tmp_path)!r}, plots=False); print('matplotlib' in sys.modules)"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert completed.stdout.strip() == "False"

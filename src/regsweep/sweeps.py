@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig
+from rich.console import Console
 
 from regsweep.errors import ConfigError, RegsweepError
 from regsweep.records import RESULT_FILE, ResultRecord, find_job_dirs, read_result
+from regsweep.report import sweep_table
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +93,11 @@ def failure_message(records: list[ResultRecord], missing: list[str]) -> str | No
     lines += [f"  {r.job.name}: {r.error}" for r in failed]
     lines += [f"  {name}: no result record (the job crashed or was killed)" for name in missing]
     return "\n".join(lines)
+
+
+def summarize_sweep(sweep_dir: Path, aggregate: bool = True) -> str | None:
+    """Print the job table of a finished sweep; return the failure message when a job failed or left no record."""
+    records, missing = collect_records(sweep_dir)
+    if records:
+        Console().print(sweep_table(records))
+    return failure_message(records, missing)

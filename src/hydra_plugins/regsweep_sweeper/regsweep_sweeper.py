@@ -9,20 +9,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from rich.console import Console
 
 from regsweep.config import validate
-from regsweep.report import sweep_table
-from regsweep.sweeps import (
-    SweepFailedError,
-    collect_records,
-    expand_integer_ranges,
-    failure_message,
-    validate_jobs,
-)
+from regsweep.sweeps import SweepFailedError, expand_integer_ranges, summarize_sweep, validate_jobs
 
 
 class RegsweepSweeper(BasicSweeper):
+    """`hydra/sweeper=regsweep` (the default of conf/train.yaml)."""
+
     def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
                  aggregate: bool = True) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
@@ -39,18 +33,11 @@ class RegsweepSweeper(BasicSweeper):
         try:
             returns = super().sweep(arguments=expand_integer_ranges(arguments))
         except Exception as job_error:
-            failures = self._summarize(sweep_dir)
+            failures = summarize_sweep(sweep_dir, self.aggregate)
             if failures is None:  # not a job failure (e.g. an invalid config): nothing ran
                 raise
             raise SweepFailedError(failures) from job_error
-        failures = self._summarize(sweep_dir)
+        failures = summarize_sweep(sweep_dir, self.aggregate)
         if failures:
             raise SweepFailedError(failures)
         return returns
-
-    def _summarize(self, sweep_dir: Path) -> Optional[str]:
-        """Print the job table; return the failure message when some job failed or left no record."""
-        records, missing = collect_records(sweep_dir)
-        if records:
-            Console().print(sweep_table(records))
-        return failure_message(records, missing)

@@ -203,8 +203,8 @@ def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | N
         log_ax.stairs(log_density, log_bins, color=colors[label], linewidth=1.3)
     values_ax.set(yscale="log", xlabel="weight value", ylabel="density", title="final weights (all seeds pooled)")
     log_ax.axvline(math.log10(SPARSITY_THRESHOLD), color="gray", linestyle=":")
-    title = "weight magnitudes (dotted: sparsity threshold; 0 at left edge)"
-    log_ax.set(xlabel="log10 |weight|", ylabel="density", title=title)
+    xlabel = f"log10 |weight| (exact zeros at {math.log10(MAGNITUDE_FLOOR):.0f})"
+    log_ax.set(xlabel=xlabel, ylabel="density", title="weight magnitudes (dotted: sparsity threshold)")
     for ax in (values_ax, log_ax):
         ax.grid(alpha=0.3)
     add_legend(figure, values_ax)
