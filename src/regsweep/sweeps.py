@@ -96,8 +96,22 @@ def failure_message(records: list[ResultRecord], missing: list[str]) -> str | No
 
 
 def summarize_sweep(sweep_dir: Path, aggregate: bool = True) -> str | None:
-    """Print the job table of a finished sweep; return the failure message when a job failed or left no record."""
+    """Print the job table (and write the seed aggregation) of a finished sweep.
+
+    Returns the failure message when a job failed or left no record. Aggregation errors are
+    reported but never hide the jobs' own results.
+    """
     records, missing = collect_records(sweep_dir)
-    if records:
-        Console().print(sweep_table(records))
+    if not records:
+        return failure_message(records, missing)
+    console = Console()
+    console.print(sweep_table(records))
+    if aggregate:
+        from regsweep.aggregate import aggregate_sweep  # matplotlib and scipy: only when needed
+
+        try:
+            print(aggregate_sweep(sweep_dir).console_summary())  # markdown: plain print keeps it unwrapped
+            print(f"seed summary: {sweep_dir / 'summary.md'}")
+        except Exception as error:  # the job records stay valid whatever happens here
+            log.error("aggregation of %s failed: %s: %s", sweep_dir, type(error).__name__, error)
     return failure_message(records, missing)

@@ -6,10 +6,8 @@ import itertools
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from regsweep.aggregate import stats
-from regsweep.aggregate.load import AggregateError, Sweep
+from regsweep.aggregate.load import AggregateError, GroupValues, Sweep
 
 DEFAULT_BASELINE_OVERRIDE = ("regularizer", "none")
 # The metrics that get a sentence in summary.md, with the words used in it.
@@ -19,7 +17,6 @@ SENTENCE_METRICS = {
     "best/val/acc": "val accuracy (best epoch)",
     "best/val/loss": "val loss (best epoch)",
 }
-GroupValues = dict[str, dict[str, np.ndarray]]  # group label -> metric -> one value per ok job
 
 
 def higher_is_better(metric: str) -> bool:

@@ -28,6 +28,7 @@ from regsweep.records import (
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
+GroupValues = dict[str, dict[str, np.ndarray]]  # group label -> metric -> one value per ok job
 DERIVED_ERROR_METRICS = {"best/val/error": "best/val/acc"}  # error name -> accuracy it derives from
 
 
@@ -106,6 +107,12 @@ def group_label(overrides: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in overrides.items()) or ALL_JOBS_LABEL
 
 
+def shared_overrides(per_job: list[dict[str, str]]) -> set[str]:
+    """Keys every job sets to the same value: the sweep's fixed settings, left out of group labels."""
+    first, *rest = per_job
+    return {k for k, v in first.items() if all(other.get(k) == v for other in rest)}
+
+
 def safe_name(label: str, max_length: int = 120) -> str:
     """A label as one file-name component; long labels (Optuna trials) keep a hash to stay distinct."""
     name = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", label).strip("._") or "group"
@@ -152,10 +159,11 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     jobs = sorted((load_job(d) for d in find_job_dirs(sweep_dir)), key=job_order)
     if not jobs:
         raise AggregateError(f"No jobs in {sweep_dir}: expected sub-dirs with {RESULT_FILE} or .hydra/overrides.yaml")
+    per_job = [group_overrides(job.overrides) for job in jobs]
+    shared = shared_overrides(per_job)
     groups: dict[str, Group] = {}
-    for job in jobs:
-        overrides = group_overrides(job.overrides)
-        label = group_label(overrides)
+    for job, overrides in zip(jobs, per_job):
+        label = group_label({k: v for k, v in overrides.items() if k not in shared})
         groups.setdefault(label, Group(label, overrides)).jobs.append(job)
     return Sweep(sweep_dir, list(groups.values()))
 
@@ -205,9 +213,9 @@ def metric_names(sweep: Sweep) -> list[str]:
     return sorted(names, key=metric_order)
 
 
-def group_metric_values(sweep: Sweep, metrics: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def group_metric_values(sweep: Sweep, metrics: list[str]) -> GroupValues:
     """Label -> metric -> one value per ok job (NaN where a job lacks the metric)."""
-    values: dict[str, dict[str, np.ndarray]] = {}
+    values: GroupValues = {}
     for group in sweep.groups:
         per_job = [record_metrics(record) for record in group.ok_records]
         values[group.label] = {m: np.array([job.get(m, math.nan) for job in per_job], dtype=float) for m in metrics}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from regsweep.aggregate.load import GroupValues
 from regsweep.aggregate.stats import Description, describe
 
 Descriptions = dict[str, dict[str, Description]]  # group label -> metric -> statistics
 
 
-def describe_groups(values: dict[str, dict[str, np.ndarray]]) -> Descriptions:
+def describe_groups(values: GroupValues) -> Descriptions:
     return {label: {metric: describe(v) for metric, v in metrics.items()} for label, metrics in values.items()}
 
 

@@ -1,0 +1,219 @@
+"""Speed benchmarks of the training path (`make bench`); results go to bench/results/bench.{json,md}.
+
+Measures, on the default 784-512-256-10 MLP with batch 128:
+1. the data path alone: one shuffled epoch of TensorBatches vs DataLoader(TensorDataset);
+2. an epoch of the harness (Lightning module, metrics, TensorBoard, checkpoint) vs a bare PyTorch loop;
+3. small-learning-rate Adam epochs with and without torch.set_flush_denormal(True).
+
+Uses the real Fashion-MNIST from ../shared/data when present, else random images of the same shape
+(timings of 1 and 2 do not depend on pixel values; 3 does, so it is marked synthetic then).
+Targets: data path < 10% of a harness epoch; harness epoch <= 1.15 x the bare loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from regsweep.config import ImageDataConfig, MLPConfig, OptimizerConfig, RegularizerConfig
+from regsweep.data.batches import TensorBatches
+from regsweep.data.datamodule import TensorDataModule
+from regsweep.data.sources import load_splits
+from regsweep.data.splits import CLASSIFICATION, Splits
+from regsweep.models import build_model
+from regsweep.module import RegularizedModule, build_optimizer
+from regsweep.records import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
+BATCH_SIZE = 128
+MODEL = MLPConfig(name="mlp", hidden_sizes=[512, 256], activation="relu", dropout=0.0, norm="none")
+NO_PENALTY = RegularizerConfig(name="none", l1=0.0, l2=0.0, scale_by_n_train=False, grad_noise_std=0.0)
+
+
+def adam(lr: float) -> OptimizerConfig:
+    return OptimizerConfig(name="adam", lr=lr, weight_decay=0.0, schedule="none", step_size=10, gamma=0.5)
+
+
+def load_data() -> tuple[Splits, str]:
+    if SHARED_FASHION.is_dir():
+        cfg = ImageDataConfig(name="fashion_mnist", batch_size=BATCH_SIZE, normalize="minmax", split_seed=0,
+                              val_size=5000, data_dir=str(SHARED_FASHION))
+        return load_splits(cfg), "fashion_mnist (real)"
+    gen = torch.Generator().manual_seed(0)
+
+    def images(n: int) -> torch.Tensor:
+        return torch.randint(0, 256, (n, 1, 28, 28), generator=gen).float() / 255
+
+    def labels(n: int) -> torch.Tensor:
+        return torch.randint(0, 10, (n,), generator=gen)
+
+    return Splits(images(55000), labels(55000), images(5000), labels(5000), images(10000), labels(10000),
+                  CLASSIFICATION, 10), "synthetic 28x28 (shared data absent)"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def data_path_epoch(splits: Splits, repeats: int = 3) -> dict[str, float]:
+    """Seconds for one shuffled pass over the training set, batches only (no model)."""
+    x, y = splits.x_train, splits.y_train
+
+    def tensor_batches() -> None:
+        for xb, yb in TensorBatches(x, y, BATCH_SIZE, torch.Generator().manual_seed(0)):
+            pass
+
+    def data_loader() -> None:
+        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True):
+            pass
+
+    return {
+        "tensor_batches_s": min(timed(tensor_batches) for _ in range(repeats)),
+        "dataloader_tensordataset_s": min(timed(data_loader) for _ in range(repeats)),
+    }
+
+
+def bare_loop_epochs(splits: Splits, epochs: int, lr: float, flush_denormal: bool) -> list[float]:
+    """A plain PyTorch loop doing the same work per epoch: shuffled batches, Adam steps, validation."""
+    torch.set_flush_denormal(flush_denormal)
+    torch.manual_seed(0)
+    net = build_model(MODEL, splits.input_shape, splits.output_size)
+    optimizer = build_optimizer(adam(lr), net.parameters())
+    generator = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        net.train()
+        for xb, yb in TensorBatches(splits.x_train, splits.y_train, BATCH_SIZE, generator):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(xb), yb).backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            for xb, yb in TensorBatches(splits.x_val, splits.y_val, 4096):
+                F.cross_entropy(net(xb), yb)
+        times.append(time.perf_counter() - start)
+    torch.set_flush_denormal(False)
+    return times
+
+
+class EpochTimer(Callback):
+    """Wall time from one training epoch start to the next (validation and logging included)."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.starts.append(time.perf_counter())
+
+    @property
+    def epochs(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, self.starts[1:])]
+
+
+def harness_epochs(splits: Splits, epochs: int) -> list[float]:
+    """Epochs of the real harness: module, on-device metrics, TensorBoard logs, best checkpoint."""
+    torch.set_flush_denormal(True)
+    L.seed_everything(0, verbose=False)
+    net = build_model(MODEL, splits.input_shape, splits.output_size)
+    module = RegularizedModule(net, splits.task, splits.num_classes, NO_PENALTY, adam(1e-3),
+                               n_train=splits.n_train, max_epochs=epochs, seed=0)
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as out:
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator="cpu", devices=1, deterministic=True, num_sanity_val_steps=0,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+            logger=TensorBoardLogger(out, name="", version="", default_hp_metric=False),
+            callbacks=[timer, ModelCheckpoint(dirpath=out, monitor="val/loss", save_weights_only=True)],
+        )
+        trainer.fit(module, datamodule=TensorDataModule(splits, BATCH_SIZE, seed=0))
+    torch.set_flush_denormal(False)
+    return timer.epochs
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    """Median of the epochs after the first (which pays one-off warm-up costs)."""
+    steady = times[1:] or times
+    return {"median_epoch_s": statistics.median(steady), "epochs_s": [round(t, 3) for t in times]}
+
+
+def run(epochs: int, denormal_epochs: int) -> dict:
+    splits, source = load_data()
+    data = data_path_epoch(splits)
+    bare = summary(bare_loop_epochs(splits, epochs, lr=1e-3, flush_denormal=True))
+    harness = summary(harness_epochs(splits, epochs))
+    small_lr = 1e-5
+    denormal = {
+        "lr": small_lr,
+        "flush_off": summary(bare_loop_epochs(splits, denormal_epochs, small_lr, flush_denormal=False)),
+        "flush_on": summary(bare_loop_epochs(splits, denormal_epochs, small_lr, flush_denormal=True)),
+    }
+    harness_s, bare_s = harness["median_epoch_s"], bare["median_epoch_s"]
+    return {
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "data": source,
+        "model": "784-512-256-10 MLP, Adam, batch 128",
+        "data_path": {**data, "fraction_of_harness_epoch": data["tensor_batches_s"] / harness_s,
+                      "target_fraction": 0.10},
+        "bare_loop": bare,
+        "harness": harness,
+        "harness_over_bare": harness_s / bare_s,
+        "target_harness_over_bare": 1.15,
+        "flush_denormal": {**denormal, "speedup": denormal["flush_off"]["median_epoch_s"]
+                           / denormal["flush_on"]["median_epoch_s"]},
+    }
+
+
+def markdown(results: dict) -> str:
+    d, f = results["data_path"], results["flush_denormal"]
+    return "\n".join([
+        f"# Benchmarks ({results['data']}, {results['model']}, {results['machine']['threads']} threads)",
+        "",
+        "| measurement | value | target |",
+        "|---|---|---|",
+        f"| data path epoch (TensorBatches) | {d['tensor_batches_s']:.3f} s | |",
+        f"| data path epoch (DataLoader(TensorDataset)) | {d['dataloader_tensordataset_s']:.3f} s | |",
+        f"| data path / harness epoch | {d['fraction_of_harness_epoch']:.1%} | < 10% |",
+        f"| bare PyTorch epoch | {results['bare_loop']['median_epoch_s']:.2f} s | |",
+        f"| harness epoch | {results['harness']['median_epoch_s']:.2f} s | |",
+        f"| harness / bare | {results['harness_over_bare']:.3f} | <= 1.15 |",
+        f"| Adam lr={f['lr']:g} epoch, flush_denormal off | {f['flush_off']['median_epoch_s']:.2f} s | |",
+        f"| same, flush_denormal on | {f['flush_on']['median_epoch_s']:.2f} s | |",
+        f"| speed-up from flushing denormals | {f['speedup']:.2f}x | |",
+        "",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--denormal-epochs", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    results = run(args.epochs, args.denormal_epochs)
+    atomic_write_text(args.out / "bench.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out / "bench.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
