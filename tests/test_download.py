@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import socket
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -113,6 +114,14 @@ def test_silent_mirror_times_out_then_next_mirror_works(tmp_path, serve, shared_
     data_dir = tmp_path / "data"
     ensure_files(data_dir, small_files(), [silent_url, serve(shared_data / "mnist")], timeout_s=0.5, retries=1)
     assert md5((data_dir / SMALL).read_bytes()) == MNIST_FILES[SMALL]
+
+
+def test_an_unreachable_mirror_costs_one_timeout_not_one_per_file(tmp_path, silent_url):
+    started = time.monotonic()
+    with pytest.raises(DataError, match="timed out"):
+        ensure_files(tmp_path / "data", MNIST_FILES, [silent_url], timeout_s=0.5, retries=1)
+    assert time.monotonic() - started < 1.5  # 4 files x 0.5 s if each file waited again
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_corrupted_copy_is_rejected_and_nothing_is_left(tmp_path, serve, corrupt_mirror):
@@ -256,6 +265,21 @@ def test_kaggle_csvs_and_a_stale_cache(tmp_path, dead_url):
     third = load_image_dataset("fashion_mnist", data_dir, [dead_url], TIMEOUT_S, 1)
     assert third.y_train.tolist() == [5, 5, 5, 5]
     assert np.load(data_dir / CACHE_FILE)["y_train"].tolist() == [5, 5, 5, 5]
+
+
+@pytest.mark.usefixtures("fresh_memory")
+def test_read_only_data_dir_is_read_but_not_written(tmp_path, shared_data):
+    data_dir = tmp_path / "mnist"
+    data_dir.mkdir()
+    for name in MNIST_FILES:
+        shutil.copyfile(shared_data / "mnist" / name, data_dir / name)
+    data_dir.chmod(0o555)
+    try:
+        arrays = load_image_dataset("mnist", data_dir, [], TIMEOUT_S, 1)
+        assert arrays.x_train.shape == (60000, 28, 28)
+        assert sorted(p.name for p in data_dir.iterdir()) == sorted(MNIST_FILES)
+    finally:
+        data_dir.chmod(0o755)
 
 
 def test_unknown_image_dataset(tmp_path):

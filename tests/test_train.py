@@ -10,8 +10,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import SHARED_DATA
 from regsweep.callbacks import GeneralizationGapStopping
-from regsweep.errors import DivergenceError
+from regsweep.config import validate
+from regsweep.errors import ConfigError, DivergenceError
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, read_epochs_csv, read_result
 from regsweep.train import run
 
@@ -106,3 +108,35 @@ def test_gradient_noise_changes_training(make_cfg, tmp_path: Path) -> None:
     clean = read_result(tmp_path).metrics["final"]["train/loss"]
     run(make_cfg("regularizer.grad_noise_std=0.5"))
     assert read_result(tmp_path).metrics["final"]["train/loss"] != clean
+
+
+def test_augmentation_changes_training_but_not_evaluation_data(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg())
+    plain = read_result(tmp_path).metrics["final"]
+    run(make_cfg("augment=all"))
+    augmented = read_result(tmp_path).metrics["final"]
+    assert augmented["train/loss"] != plain["train/loss"]
+
+
+def test_augmentation_is_refused_for_regression(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="augmentation needs an image dataset"):
+        validate(make_cfg("data=regression", "augment=noise"))
+
+
+def test_cnn_run_penalizes_conv_kernels(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("model=cnn", "model.channels=[4,8]", "model.kernel_size=3", "regularizer=l1"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["final"]["train/penalty"] > 0
+    weights = np.load(tmp_path / WEIGHTS_FILE)
+    assert weights["0.weight"].shape == (4, 1, 3, 3) and weights["3.weight"].shape == (8, 4, 3, 3)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion_mnist").is_dir(), reason="../shared/data is not present")
+def test_real_fashion_mnist_smoke_run(make_cfg, tmp_path: Path) -> None:
+    shared = SHARED_DATA / "fashion_mnist"
+    before = sorted(p.name for p in shared.iterdir())
+    run(make_cfg("data=fashion_mnist", f"data.data_dir={shared}", "model.hidden_sizes=[64]",
+                 "trainer.max_epochs=1", "+trainer.limit_train_batches=50", "+trainer.limit_val_batches=1"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["test"]["test/acc"] > 0.5  # 50 steps of a real dataset
+    assert sorted(p.name for p in shared.iterdir()) == before  # the shared data dir is never written

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regsweep.data.augment import AugmentSettings
 from regsweep.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
@@ -93,20 +94,6 @@ class OptimizerConfig:
 
 
 @dataclass
-class AugmentConfig:
-    name: str
-    noise_std: float = 0.0
-    noise_p: float = 0.0
-    shift_max_px: int = 0
-    shift_p: float = 0.0
-    rotate_max_deg: float = 0.0
-    rotate_p: float = 0.0
-    elastic_alpha: float = 0.0
-    elastic_sigma: float = 4.0
-    elastic_p: float = 0.0
-
-
-@dataclass
 class Settings:
     """The validated, typed view of everything that shapes the model, data and loss."""
 
@@ -116,7 +103,7 @@ class Settings:
     model: MLPConfig
     regularizer: RegularizerConfig
     optimizer: OptimizerConfig
-    augment: AugmentConfig
+    augment: AugmentSettings
 
 
 DATA_SCHEMAS: dict[str, type[DataConfig]] = {
@@ -147,10 +134,12 @@ def _typed(group: str, schema: type[T], node: Any) -> T:
     if not isinstance(node, DictConfig):
         raise ConfigError(group, node, f"must be a mapping of {schema.__name__} fields")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        values = OmegaConf.to_container(node, resolve=True)  # interpolations need the whole config
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
-        key = f"{group}.{err.full_key}" if getattr(err, "full_key", None) else group
+        full_key = getattr(err, "full_key", None) or ""
+        key = full_key if full_key.startswith(f"{group}.") else f"{group}.{full_key}".rstrip(".")
         message = str(getattr(err, "msg", err)).splitlines()[0]
         raise ConfigError(key, getattr(err, "value", None), message) from None
 
@@ -212,15 +201,6 @@ def check_optimizer(opt: OptimizerConfig) -> None:
              "must be two numbers in [0, 1)")
 
 
-def check_augment(aug: AugmentConfig) -> None:
-    for key in ("noise_p", "shift_p", "rotate_p", "elastic_p"):
-        value = getattr(aug, key)
-        _require(f"augment.{key}", value, 0 <= value <= 1, "must be a probability in [0, 1]")
-    for key in ("noise_std", "shift_max_px", "rotate_max_deg", "elastic_alpha"):
-        _require(f"augment.{key}", getattr(aug, key), getattr(aug, key) >= 0, "must be >= 0")
-    _require("augment.elastic_sigma", aug.elastic_sigma, aug.elastic_sigma > 0, "must be > 0")
-
-
 def _checked(check: Callable[[T], None], value: T) -> T:
     check(value)
     return value
@@ -241,8 +221,10 @@ def validate(cfg: DictConfig) -> Settings:
              f"must be auto or one of {', '.join(METRICS)}")
     data = _checked(check_data, _typed("data", _schema_for("data", cfg.data, DATA_SCHEMAS), cfg.data))
     model = _checked(check_model, _typed("model", _schema_for("model", cfg.model, MODEL_SCHEMAS), cfg.model))
-    if isinstance(model, CNNConfig):
-        _require("model", "cnn", not isinstance(data, RegressionDataConfig), "model=cnn needs an image dataset")
+    augment = _typed("augment", AugmentSettings, cfg.augment)  # AugmentSettings checks its own values
+    if isinstance(data, RegressionDataConfig):
+        _require("model", model.name, not isinstance(model, CNNConfig), "model=cnn needs an image dataset")
+        _require("augment", "on", not augment.enabled, "augmentation needs an image dataset; use augment=none")
     return Settings(
         seed=seed,
         optimized_metric=metric,
@@ -250,5 +232,5 @@ def validate(cfg: DictConfig) -> Settings:
         model=model,
         regularizer=_checked(check_regularizer, _typed("regularizer", RegularizerConfig, cfg.regularizer)),
         optimizer=_checked(check_optimizer, _typed("optimizer", OptimizerConfig, cfg.optimizer)),
-        augment=_checked(check_augment, _typed("augment", AugmentConfig, cfg.augment)),
+        augment=augment,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -22,7 +23,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from regsweep.config import Settings, validate
-from regsweep.data.datamodule import TensorDataModule
+from regsweep.data.augment import AugmentSettings, augment_batch
+from regsweep.data.datamodule import BatchTransform, TensorDataModule
 from regsweep.data.sources import load_splits
 from regsweep.data.splits import CLASSIFICATION
 from regsweep.models import build_model
@@ -38,6 +40,7 @@ from regsweep.records import (
     write_weights,
 )
 from regsweep.report import print_run_summary
+from regsweep.search.pruning import pruning_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,22 @@ def objective_name(settings: Settings, task: str) -> str:
     return "val/acc" if task == CLASSIFICATION else "val/loss"
 
 
+def objective_names(cfg: DictConfig, settings: Settings, task: str) -> list[str]:
+    """What a sweep optimizes: ``optimized_metric``, then a multi-objective search's ``search.extra_objectives``."""
+    return [objective_name(settings, task), *(OmegaConf.select(cfg, "search.extra_objectives") or [])]
+
+
 def best_epoch(history: list[dict[str, float]]) -> dict[str, float]:
     """The epoch row with the lowest val/loss: the one the checkpoint callback keeps."""
     rows = [row for row in history if "val/loss" in row]
     return dict(min(rows, key=lambda row: row["val/loss"])) if rows else {}
+
+
+def augmentation(settings: AugmentSettings) -> BatchTransform | None:
+    """The training-batch transform of the augment group, or None when every transform is off."""
+    if not settings.enabled:
+        return None
+    return lambda x, generator: augment_batch(x, settings, generator)
 
 
 def _instantiate_all(node: DictConfig | None) -> list[Any]:
@@ -101,19 +116,21 @@ def _instantiate_all(node: DictConfig | None) -> list[Any]:
     ]
 
 
-def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> float:
-    """Train, test the best checkpoint, fill ``record`` and return the optimized metric."""
+def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> float | tuple[float, ...]:
+    """Train, test the best checkpoint, fill ``record`` and return the optimized metric (a tuple for several)."""
     if cfg.get("flush_denormal", True):
         torch.set_flush_denormal(True)
     L.seed_everything(settings.seed, workers=True, verbose=False)
     splits = load_splits(settings.data)
-    datamodule = TensorDataModule(splits, settings.data.batch_size, settings.seed)
+    datamodule = TensorDataModule(splits, settings.data.batch_size, settings.seed, augmentation(settings.augment))
     net = build_model(settings.model, splits.input_shape, splits.output_size)
     module = RegularizedModule(
         net, splits.task, splits.num_classes, settings.regularizer, settings.optimizer,
         n_train=splits.n_train, max_epochs=cfg.trainer.max_epochs, seed=settings.seed,
     )
-    callbacks, loggers = _instantiate_all(cfg.get("callbacks")), _instantiate_all(cfg.get("logger"))
+    objectives = objective_names(cfg, settings, splits.task)
+    callbacks = _instantiate_all(cfg.get("callbacks")) + pruning_callbacks(cfg, objectives[0])
+    loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, _execution_whitelist_=TRUSTED_TARGETS
     )
@@ -132,9 +149,9 @@ def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> f
         "best": best_epoch(module.history),
         "test": dict(module.test_results),
     }
-    objective = objective_name(settings, splits.task)
-    _log_hparams(loggers, record, objective)
-    return record.metrics["best"][objective]
+    _log_hparams(loggers, record, objectives[0])
+    values = tuple(record.metrics["best"][name] for name in objectives)
+    return values[0] if len(values) == 1 else values
 
 
 def _log_hparams(loggers: list[Any], record: ResultRecord, objective: str) -> None:
@@ -169,7 +186,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float | tuple[float, ...]:
     """Run one job; always write its result record, then re-raise any failure."""
     _quiet_lightning()
     job = current_job(cfg)
@@ -182,6 +199,10 @@ def run(cfg: DictConfig) -> float:
         objective = fit_and_test(cfg, settings, record)
         record.status = "ok"
         return objective
+    except optuna.TrialPruned as pruned:  # an Optuna search stopped this unpromising job early: not a failure
+        record.status, record.error = "pruned", str(pruned)
+        log.info("job %s %s", job.name, pruned)
+        raise
     except Exception as error:
         record.error = f"{type(error).__name__}: {error}"
         log.error("job %s failed: %s", job.name, record.error)
