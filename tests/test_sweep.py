@@ -49,6 +49,8 @@ def test_seed_range_multirun_runs_ten_jobs_with_seeds_0_to_9(tmp_path: Path) -> 
     assert len({r.metrics["final"]["train/loss"] for r in records}) == 10  # seeds really differ
     names = {Path(r.job.dir).name for r in records}  # readable job (and TensorBoard run) names
     assert any(n.startswith("9_") and "regularizer=l1l2" in n and "seed=9" in n for n in names)
+    assert "| (all) |" in (sweep / "summary.md").read_text()  # one group of 10 seeds
+    assert (sweep / "plots" / "learning_curves.png").exists()
 
 
 @pytest.mark.slow
@@ -74,6 +76,8 @@ def test_a_diverging_job_fails_alone_and_the_multirun_reports_it(tmp_path: Path)
     assert "1 of 3 jobs failed" in result.stderr
     failure_lines = [line for line in result.stderr.splitlines() if line.startswith("  0_")]
     assert len(failure_lines) == 1 and "DivergenceError: training diverged" in failure_lines[0]
+    summary = (sweep / "summary.md").read_text()  # the seed aggregation still ran, naming the failure
+    assert records[1e6].job.name in summary and "DivergenceError" in summary
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
 SCHEMA_VERSION = 1
+OK, FAILED, PRUNED = "ok", "failed", "pruned"  # the statuses of a job (pruned: stopped early by an Optuna pruner)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -92,7 +93,7 @@ class ResultRecord:
     - ``test``: test metrics of the best checkpoint.
     """
 
-    status: str  # "ok" | "failed"
+    status: str  # OK | FAILED | PRUNED
     job: JobInfo
     seed: int | None
     error: str | None = None
@@ -106,7 +107,7 @@ class ResultRecord:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == OK
 
     def to_json(self) -> str:
         return json.dumps(_json_safe(asdict(self)), indent=2, sort_keys=False) + "\n"

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from regsweep.errors import ConfigError, RegsweepError
-from regsweep.records import RESULT_FILE, ResultRecord, find_job_dirs, read_result
+from regsweep.records import FAILED, RESULT_FILE, ResultRecord, find_job_dirs, read_result
 from regsweep.report import sweep_table
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def collect_records(sweep_dir: Path) -> tuple[list[ResultRecord], list[str]]:
 
 
 def failure_message(records: list[ResultRecord], missing: list[str]) -> str | None:
-    failed = [r for r in records if not r.ok]
+    failed = [r for r in records if r.status == FAILED]  # pruned search trials are not failures
     if not failed and not missing:
         return None
     lines = [f"{len(failed) + len(missing)} of {len(records) + len(missing)} jobs failed "

@@ -1,7 +1,7 @@
 """One training job, top to bottom: validate -> seed -> data -> model -> trainer -> fit -> test -> record.
 
-Whatever happens, the job leaves ``result.json`` (status ok or failed) and ``metrics.csv`` in its
-output dir; aggregation reads those, never the process's return value.
+Whatever happens, the job leaves ``result.json`` (status ok or failed, or pruned in a search) and
+``metrics.csv`` in its output dir; aggregation reads those, never the process's return value.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from regsweep.module import RegularizedModule
 from regsweep.penalty import named_weights
 from regsweep.records import (
     EPOCHS_FILE,
+    FAILED,
+    OK,
+    PRUNED,
     WEIGHTS_FILE,
     JobInfo,
     ResultRecord,
@@ -191,16 +194,16 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     _quiet_lightning()
     job = current_job(cfg)
     seed = cfg.get("seed") if isinstance(cfg.get("seed"), int) else None
-    record = ResultRecord(status="failed", job=job, seed=seed, started_at=_now())
+    record = ResultRecord(status=FAILED, job=job, seed=seed, started_at=_now())
     started = time.perf_counter()
     try:
         settings = validate(cfg)
         record.params = flat_params(cfg)
         objective = fit_and_test(cfg, settings, record)
-        record.status = "ok"
+        record.status = OK
         return objective
     except optuna.TrialPruned as pruned:  # an Optuna search stopped this unpromising job early: not a failure
-        record.status, record.error = "pruned", str(pruned)
+        record.status, record.error = PRUNED, str(pruned)
         log.info("job %s %s", job.name, pruned)
         raise
     except Exception as error:

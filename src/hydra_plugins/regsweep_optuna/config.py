@@ -58,6 +58,9 @@ class RegsweepOptunaConf(OptunaSweeperConf):
     aggregate: bool = False  # also write the seed aggregation of the job dirs (the study report covers a search)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="regsweep_optuna", node=RegsweepOptunaConf, provider="regsweep")
-for _name, _node in (("median", MedianPrunerConfig), ("hyperband", HyperbandPrunerConfig), ("none", NopPrunerConfig)):
-    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="regsweep")
+PRUNERS = {"median": MedianPrunerConfig, "hyperband": HyperbandPrunerConfig, "none": NopPrunerConfig}
+
+ConfigStore.instance().store(group="hydra/sweeper", name="regsweep_optuna", node=RegsweepOptunaConf,
+                             provider="regsweep")
+for name, node in PRUNERS.items():
+    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=name, node=node, provider="regsweep")

@@ -21,7 +21,7 @@ from regsweep.search.study import attach_trial, make_pruner
 
 
 class OptunaPruning(Callback):
-    """Report ``monitor`` to ``trial`` after each validation (step = epoch); raise TrialPruned when the pruner says so."""
+    """Report ``monitor`` to ``trial`` after each validation (step = epoch); raise TrialPruned when told to stop."""
 
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         self.trial = trial

@@ -17,6 +17,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 JOURNAL_FILE = "journal.log"
+SETTINGS_ATTR = "search_settings"  # study user attribute: what makes its trials comparable (see the sweeper)
 
 
 def storage_url(storage: str | None, sweep_dir: Path) -> str:

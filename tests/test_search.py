@@ -1,0 +1,238 @@
+"""Optuna searches (`-m hparams_search=...`): persistent, resumable, failure-tolerant, parallel, pruned, reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from conftest import ROOT, TINY, run_train
+from regsweep.errors import ConfigError
+from regsweep.records import read_result
+from regsweep.search.objectives import check_objectives
+from regsweep.search.pruning import OptunaPruning
+from regsweep.search.report import rerun_command
+from regsweep.search.space import penalty_strengths
+from regsweep.search.study import JOURNAL_FILE, SETTINGS_ATTR, attach_trial, open_storage
+from regsweep.search.sweeper import JobOutcome, SearchError, check_resumable, trial_result
+
+FAST = [*TINY, "trainer.max_epochs=1"]
+PLOTS = ("optimization_history", "parallel_coordinate", "slice")
+
+
+def load_study(sweep: Path, name: str = "optuna-digits") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(sweep / JOURNAL_FILE)))
+
+
+def fake_trainer(epoch: int, **metrics: float) -> SimpleNamespace:
+    """What the callback reads from a Lightning Trainer after validation."""
+    values = {name.replace("_", "/"): torch.tensor(value) for name, value in metrics.items()}
+    return SimpleNamespace(sanity_checking=False, current_epoch=epoch, callback_metrics=values)
+
+
+def median_study(*finished: float) -> optuna.Study:
+    """A maximizing study whose finished trials reported ``finished`` at epoch 0."""
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=len(finished), n_warmup_steps=0))
+    for value in finished:
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={0: value}))
+    return study
+
+
+# --- units: pruning callback, trial bookkeeping, up-front checks, search space, re-run command ---------
+
+def test_the_pruning_callback_reports_each_epoch_and_prunes_an_unpromising_trial() -> None:
+    study = median_study(0.8, 0.9)
+    promising = study.ask()
+    OptunaPruning(promising, "val/acc").on_validation_end(fake_trainer(0, val_acc=0.95), None)
+    assert study.trials[promising.number].intermediate_values == {0: pytest.approx(0.95)}
+
+    with pytest.raises(optuna.TrialPruned, match=r"after epoch 0: val/acc=0\.1"):
+        OptunaPruning(study.ask(), "val/acc").on_validation_end(fake_trainer(0, val_acc=0.1), None)
+
+
+def test_a_diverged_value_is_not_reported_so_the_job_fails_instead_of_being_pruned() -> None:
+    study = median_study(0.8, 0.9)
+    trial = study.ask()
+    OptunaPruning(trial, "val/loss").on_validation_end(fake_trainer(3, val_loss=float("nan")), None)
+    assert study.trials[trial.number].intermediate_values == {}
+
+
+def test_a_job_reattaches_to_its_trial_through_the_journal_file(tmp_path: Path) -> None:
+    journal = str(tmp_path / JOURNAL_FILE)
+    study = optuna.create_study(study_name="s", storage=open_storage(journal), direction="maximize")
+    asked = study.ask()
+    attach_trial("s", journal, asked.number, optuna.pruners.NopPruner()).report(0.5, step=0)
+    reread = optuna.load_study(study_name="s", storage=open_storage(journal))  # as another process sees it
+    assert reread.trials[asked.number].intermediate_values == {0: 0.5}
+
+
+def test_a_trial_is_the_mean_of_its_seeds_or_the_state_of_its_stopped_job() -> None:
+    seeds = [JobOutcome("ok", "t0_s0", [0.8, 0.1]), JobOutcome("ok", "t0_s1", [0.9, 0.3])]
+    state, values, attrs = trial_result(seeds)
+    assert state == TrialState.COMPLETE and values == pytest.approx([0.85, 0.2])
+    assert attrs == {"job_dirs": ["t0_s0", "t0_s1"], "values_per_seed": [[0.8, 0.1], [0.9, 0.3]]}
+    state, values, attrs = trial_result([JobOutcome("pruned", "t1_s0", reason="pruned after epoch 2")])
+    assert (state, values) == (TrialState.PRUNED, None)
+    assert attrs == {"job_dirs": ["t1_s0"], "reason": "pruned after epoch 2"}
+    state, values, attrs = trial_result([JobOutcome("ok", "a", [0.8]), JobOutcome("failed", "b", reason="boom")])
+    assert (state, values, attrs["reason"]) == (TrialState.FAIL, None, "boom")
+
+
+@pytest.mark.parametrize("names,directions,message", [
+    (["val/loss"], ["maximize"], "val/loss can only be minimized"),
+    (["val/acc"], ["minimize"], "val/acc can only be maximized"),
+    (["val/acc", "weights/sparsity"], ["maximize"], "one direction per objective"),
+    (["val/acc", "weights/sparsty"], ["maximize", "maximize"], "search.extra_objectives='weights/sparsty'"),
+    (["test/acc"], ["maximize"], "optimized_metric='test/acc'"),
+])
+def test_objectives_that_cannot_work_are_refused_before_any_trial(names, directions, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_objectives(names, directions)
+
+
+def test_sensible_objectives_pass() -> None:
+    check_objectives(["val/loss"], ["minimize"])
+    check_objectives(["val/acc", "weights/sparsity"], ["maximize", "maximize"])
+
+
+def test_a_resumed_study_must_keep_the_settings_that_make_trials_comparable() -> None:
+    study = optuna.create_study(direction="maximize")
+    first = {"fixed_overrides": ["trainer.max_epochs=1"], "seeds_per_trial": 1, "objectives": ["val/acc"]}
+    check_resumable(study, ["maximize"], first)
+    check_resumable(study, ["maximize"], dict(first))  # the same command resumes
+    with pytest.raises(SearchError, match=r"fixed_overrides: study \['trainer.max_epochs=1'\], this run \[\]"):
+        check_resumable(study, ["maximize"], {**first, "fixed_overrides": []})
+    with pytest.raises(SearchError, match="optimizes"):
+        check_resumable(study, ["minimize"], first)
+
+
+@pytest.mark.parametrize("regularizer,strengths", [
+    ("none", set()), ("l1", {"regularizer.l1"}), ("l2", {"regularizer.l2"}),
+    ("l1l2", {"regularizer.l1", "regularizer.l2"}),
+])
+def test_penalty_strengths_are_sampled_only_for_the_active_terms(regularizer: str, strengths: set[str]) -> None:
+    cfg = OmegaConf.create({"regularizer": {"name": "none"}, "search": {"penalty_range": [1e-6, 1e-2]}})
+    study = optuna.create_study()
+    study.enqueue_trial({"regularizer": regularizer})
+    trial = study.ask()
+    trial.suggest_categorical("regularizer", ["none", "l1", "l2", "l1l2"])
+    penalty_strengths(cfg, trial)
+    assert set(trial.params) - {"regularizer"} == strengths
+    assert all(1e-6 <= trial.params[key] <= 1e-2 for key in strengths)
+
+
+def test_the_rerun_command_is_plain_training_of_the_trial_over_ten_seeds() -> None:
+    study = optuna.create_study()
+    study.set_user_attr(SETTINGS_ATTR, {"fixed_overrides": ["data=regression", "hparams_search=optuna",
+                                                            "model.hidden_sizes=[32]"]})
+    study.add_trial(optuna.trial.create_trial(
+        value=0.1, params={"optimizer.lr": 0.001},
+        distributions={"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}))
+    assert rerun_command(study, study.trials[0]) == (
+        "python train.py data=regression 'model.hidden_sizes=[32]' optimizer.lr=0.001 -m seed=0-9")
+
+
+# --- end to end, through train.py ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_tpe_search_writes_its_report_and_running_it_again_resumes_the_study(tmp_path: Path) -> None:
+    sweep = tmp_path / "study"
+    command = ["-m", "hparams_search=optuna", *FAST, f"hydra.sweep.dir={sweep}"]
+    first = run_train(*command, "hydra.sweeper.n_trials=5", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    study = load_study(sweep)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+    for trial in study.trials:
+        record = read_result(sweep / f"trial{trial.number}_seed0")
+        assert record.ok and trial.value == record.metrics["best"]["val/acc"]
+        assert record.params["optimizer.lr"] == trial.params["optimizer.lr"]
+        for term in ("l1", "l2"):  # a penalty term is off (exactly 0) unless the trial switched it on
+            active = term in trial.params["regularizer"]
+            assert (f"regularizer.{term}" in trial.params) == active
+            assert (record.params[f"regularizer.{term}"] > 0) == active
+
+    report = (sweep / "report.md").read_text()
+    assert f"## Best trial: {study.best_trial.number}" in report and "## Top 5 trials by val/acc" in report
+    assert "| parameter | importance |" in report and f"optuna-dashboard {sweep / JOURNAL_FILE}" in report
+    assert rerun_command(study, study.best_trial) in report
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == study.best_value
+    assert all((sweep / "plots" / f"{name}.png").stat().st_size > 1000 for name in PLOTS)
+
+    written = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/result.json")}
+    second = run_train(*command, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [t.number for t in load_study(sweep).trials] == list(range(7))
+    assert {p.parent.name for p in sweep.glob("*/result.json")} == {f"trial{n}_seed0" for n in range(7)}
+    assert all((sweep / name / "result.json").stat().st_mtime_ns == mtime for name, mtime in written.items())
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "study"
+    result = run_train("-m", "hparams_search=grid", "data=regression", "optimizer=sgd", "optimizer.lr=choice(1e6,1e-2)",
+                       "regularizer=none", "model.dropout=0", "hydra.sweeper.direction=minimize", *TINY,
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = {t.params["optimizer.lr"]: t for t in load_study(sweep, "grid-regression").trials}
+    assert trials[1e-2].state == TrialState.COMPLETE
+    diverged = trials[1e6]
+    assert diverged.state == TrialState.FAIL and "diverged" in diverged.user_attrs["reason"]
+    record = read_result(sweep / f"trial{diverged.number}_seed0")
+    assert record.status == "failed" and "DivergenceError: training diverged" in record.error
+    assert f"| {diverged.number} | fail | DivergenceError" in (sweep / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_journal_share_the_study(tmp_path: Path) -> None:
+    sweep = tmp_path / "study"
+    args = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=random", "hydra.sweeper.n_trials=2", *FAST,
+            f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "REGSWEEP_ROOT": str(ROOT)}
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+               for log in logs]
+    for worker, log in zip(workers, logs):
+        assert worker.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    trials = load_study(sweep, "random-digits").trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    job_dirs = [d for t in trials for d in t.user_attrs["job_dirs"]]
+    assert sorted(job_dirs) == [f"trial{n}_seed0" for n in range(4)]
+    assert all(read_result(sweep / d).ok for d in job_dirs)
+
+
+@pytest.mark.slow
+def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path: Path) -> None:
+    sweep = tmp_path / "study"
+    queued = optuna.create_study(study_name="pruning", storage=open_storage(str(sweep / JOURNAL_FILE)),
+                                 direction="maximize")
+    for lr in (1e-2, 3e-2, 1e-6):  # two good trials first, then one that cannot learn in two epochs
+        queued.enqueue_trial({"optimizer.lr": lr})
+    result = run_train("-m", "hparams_search=optuna", "hydra.sweeper.study_name=pruning", "hydra.sweeper.n_trials=3",
+                       "hydra.sweeper.seeds_per_trial=2", "hydra.sweeper.pruner.n_startup_trials=2",
+                       "hydra.sweeper.pruner.n_warmup_steps=0", "regularizer=none", "model.dropout=0", *TINY,
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    good, other, bad = load_study(sweep, "pruning").trials
+    for trial in (good, other):
+        seeds = [read_result(sweep / f"trial{trial.number}_seed{s}") for s in (0, 1)]
+        assert [r.seed for r in seeds] == [0, 1] and "seed" not in trial.params
+        assert trial.state == TrialState.COMPLETE
+        assert trial.value == pytest.approx(sum(r.metrics["best"]["val/acc"] for r in seeds) / 2)
+    assert bad.state == TrialState.PRUNED and bad.user_attrs["job_dirs"] == [f"trial{bad.number}_seed0"]
+    record = read_result(sweep / f"trial{bad.number}_seed0")
+    assert record.status == "pruned" and record.error.startswith("pruned after epoch 0")
+    assert not (sweep / f"trial{bad.number}_seed1").exists()  # a pruned trial trains no further seeds
