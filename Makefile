@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install train test test-fast bench tensorboard clean
+.PHONY: install train test test-fast bench bench-pruning tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: install
+bench: install           # about 2 minutes: data path, harness vs bare loop, denormals
 	$(BIN)/python bench/run.py
+
+bench-pruning: install   # about 15 minutes: an Optuna search with and without pruning
+	$(BIN)/python bench/pruning.py
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir multirun/

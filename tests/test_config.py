@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from conftest import CONF_DIR, TINY, run_train
@@ -14,6 +15,7 @@ from regsweep.errors import ConfigError
 from regsweep.models import build_model
 from regsweep.module import build_optimizer, build_schedule
 from regsweep.records import RESULT_FILE, read_result
+from regsweep.sweeps import expand_integer_ranges
 from regsweep.train import TRUSTED_TARGETS, _instantiate_all
 
 GROUPS = ["data", "model", "regularizer", "optimizer", "augment", "trainer", "callbacks", "logger"]
@@ -107,3 +109,14 @@ def test_cli_unknown_option_lists_the_available_ones(tmp_path: Path) -> None:
     for option in ("l1", "l1l2", "l2", "none"):
         assert f"\t{option}" in result.stderr
     assert not (tmp_path / "run" / RESULT_FILE).exists()
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_validates_and_sweeps_seeds(name: str, tmp_path: Path) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=[f"experiment={name}", f"paths.output_dir={tmp_path}"],
+                      return_hydra_config=True)
+    validate(cfg)
+    params = dict(cfg.hydra.sweeper.params)
+    assert len(params) >= 2 and "seed" in params  # a study: at least one factor, over several seeds
+    assert expand_integer_ranges([f"seed={params['seed']}"])[0].startswith("seed=range(0,")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_train
+from hydra_plugins.regsweep_sweeper.regsweep_sweeper import RegsweepSweeper
 from regsweep.errors import ConfigError
 from regsweep.sweeps import collect_records, expand_integer_ranges
 
@@ -88,3 +89,8 @@ def test_an_invalid_job_config_stops_the_multirun_before_any_job(tmp_path: Path)
     assert "jobs have an invalid config; none was started" in result.stderr
     assert "model.dropout=1.5" in result.stderr and "seed='abc'" in result.stderr
     assert not list(sweep.glob("*/result.json"))
+
+
+def test_sweep_params_from_the_config_expand_ranges_too() -> None:
+    sweeper = RegsweepSweeper(max_batch_size=None, params={"seed": "0-9", "regularizer": "l1,l2"})
+    assert sorted(sweeper._parse_config()) == ["regularizer=l1,l2", "seed=range(0,10)"]

@@ -171,6 +171,10 @@ def _log_hparams(loggers: list[Any], record: ResultRecord, objective: str) -> No
             logger.save()
 
 
+def _drop_product_tips(record: logging.LogRecord) -> bool:
+    return "Tip:" not in record.getMessage()
+
+
 def _quiet_lightning() -> None:
     """Send Lightning's log lines through Hydra's handlers only (console + train.log), once each.
 
@@ -182,7 +186,7 @@ def _quiet_lightning() -> None:
     lightning_logger = logging.getLogger("lightning")
     lightning_logger.handlers.clear()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(lambda record: "Tip:" not in record.getMessage())
+        logging.getLogger(name).addFilter(_drop_product_tips)  # the same object: added once per process
 
 
 def _now() -> str:

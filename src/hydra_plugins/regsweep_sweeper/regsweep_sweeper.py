@@ -22,6 +22,10 @@ class RegsweepSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.aggregate = aggregate
 
+    def _parse_config(self) -> List[str]:
+        """Sweep params from the config (``hydra.sweeper.params``, e.g. in conf/experiment/), ranges expanded."""
+        return expand_integer_ranges(super()._parse_config())
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         def load(overrides: List[str]) -> Any:
             return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
