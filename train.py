@@ -7,9 +7,11 @@ import hydra
 from omegaconf import DictConfig
 
 from regsweep.errors import install_compact_excepthook
+from regsweep.sweeps import register_resolvers
 
 os.environ.setdefault("REGSWEEP_ROOT", str(Path(__file__).resolve().parent))
 install_compact_excepthook()
+register_resolvers()
 
 
 @hydra.main(config_path="conf", config_name="train")

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from regsweep.data import images as images_module
 from regsweep.data.download import FASHION_MNIST_FILES, MNIST_FILES, ensure_files
 from regsweep.data.idx import KAGGLE_HEADER
 from regsweep.data.images import CACHE_FILE, KAGGLE_TEST, KAGGLE_TRAIN, load_image_dataset
 from regsweep.errors import ConfigError, DataError
+from regsweep.records import read_result
+from regsweep.train import run
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SMALL = "t10k-labels-idx1-ubyte.gz"  # 4.5 kB: enough to exercise every path quickly
 TIMEOUT_S = 1.5
 
@@ -285,3 +287,14 @@ def test_read_only_data_dir_is_read_but_not_written(tmp_path, shared_data):
 def test_unknown_image_dataset(tmp_path):
     with pytest.raises(ConfigError, match="data.name"):
         load_image_dataset("cifar10", tmp_path, [], TIMEOUT_S, 1)
+
+
+@pytest.mark.usefixtures("fresh_memory")
+def test_a_training_run_downloads_verifies_and_trains(tmp_path, serve, shared_data, make_cfg):
+    url = serve(shared_data / "mnist")
+    data_dir = tmp_path / "downloaded"
+    run(make_cfg("data=mnist", f"data.data_dir={data_dir}", f"data.mirrors=['{url}']", "trainer.max_epochs=1",
+                 "+trainer.limit_train_batches=30", "+trainer.limit_val_batches=1"))
+    assert sorted(p.name for p in data_dir.glob("*.gz")) == sorted(MNIST_FILES)
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["test"]["test/acc"] > 0.5

@@ -58,10 +58,13 @@ def test_seed_range_multirun_runs_ten_jobs_with_seeds_0_to_9(tmp_path: Path) -> 
 def test_ranges_combine_with_other_sweeps(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = run_train("-m", "seed=5-7", "regularizer=l1,l2", *TINY, "trainer.max_epochs=1",
+                       "callbacks.model_checkpoint.monitor=val/acc", "callbacks.model_checkpoint.mode=max",
                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    pairs = sorted((r.params["regularizer.name"], r.seed) for r in jobs(sweep))
+    records = jobs(sweep)
+    pairs = sorted((r.params["regularizer.name"], r.seed) for r in records)
     assert pairs == [(reg, seed) for reg in ("l1", "l2") for seed in (5, 6, 7)]
+    assert all(Path(r.job.dir).parent == sweep.resolve() for r in records)  # "val/acc" does not nest dirs
 
 
 @pytest.mark.slow

@@ -140,3 +140,11 @@ def test_real_fashion_mnist_smoke_run(make_cfg, tmp_path: Path) -> None:
     record = read_result(tmp_path)
     assert record.status == "ok" and record.metrics["test"]["test/acc"] > 0.5  # 50 steps of a real dataset
     assert sorted(p.name for p in shared.iterdir()) == before  # the shared data dir is never written
+
+
+def test_best_epoch_follows_the_checkpoint_monitor(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg("trainer.max_epochs=4", "callbacks=no_stop", "callbacks.model_checkpoint.monitor=val/acc",
+                 "callbacks.model_checkpoint.mode=max"))
+    record = read_result(tmp_path)
+    rows = read_epochs_csv(tmp_path / EPOCHS_FILE)
+    assert record.metrics["best"]["val/acc"] == max(r["val/acc"] for r in rows)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from regsweep.errors import ConfigError, RegsweepError
@@ -28,6 +28,17 @@ INTEGER_ITEMS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")  # 0-9 or 0-4,7,10-12;
 
 class SweepFailedError(RegsweepError):
     """Some jobs of a multirun failed; the others ran and kept their results."""
+
+
+def path_safe(text: str) -> str:
+    """A job-dir name from overrides: a value such as ``val/acc`` must not nest directories."""
+    return text.replace("/", "_")
+
+
+def register_resolvers() -> None:
+    """Resolvers the Hydra config uses (``${path_safe:...}`` in conf/hydra/default.yaml)."""
+    if not OmegaConf.has_resolver("path_safe"):
+        OmegaConf.register_new_resolver("path_safe", path_safe)
 
 
 def _expand_item(key: str, item: str) -> list[int]:

@@ -98,10 +98,13 @@ def objective_names(cfg: DictConfig, settings: Settings, task: str) -> list[str]
     return [objective_name(settings, task), *(OmegaConf.select(cfg, "search.extra_objectives") or [])]
 
 
-def best_epoch(history: list[dict[str, float]]) -> dict[str, float]:
-    """The epoch row with the lowest val/loss: the one the checkpoint callback keeps."""
-    rows = [row for row in history if "val/loss" in row]
-    return dict(min(rows, key=lambda row: row["val/loss"])) if rows else {}
+def best_epoch(history: list[dict[str, float]], monitor: str = "val/loss", mode: str = "min") -> dict[str, float]:
+    """The epoch row the checkpoint callback keeps: the first with the lowest (mode=min) or highest ``monitor``."""
+    rows = [row for row in history if monitor in row]
+    if not rows:
+        return {}
+    pick = min if mode == "min" else max
+    return dict(pick(rows, key=lambda row: row[monitor]))
 
 
 def augmentation(settings: AugmentSettings) -> BatchTransform | None:
@@ -142,14 +145,14 @@ def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> f
     finally:
         record.epochs = len(module.history)
         write_epochs_csv(Path(record.job.dir) / EPOCHS_FILE, module.history)
-    has_checkpoint = any(isinstance(cb, ModelCheckpoint) and cb.best_model_path for cb in trainer.callbacks)
-    trainer.test(module, datamodule=datamodule, ckpt_path="best" if has_checkpoint else None, verbose=False)
+    checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.best_model_path), None)
+    trainer.test(module, datamodule=datamodule, ckpt_path="best" if checkpoint else None, verbose=False)
     write_weights(Path(record.job.dir) / WEIGHTS_FILE,
                   {name: w.detach().cpu().numpy() for name, w in named_weights(module.net).items()})
 
     record.metrics = {
         "final": {k: v for k, v in module.history[-1].items() if k != "epoch"},
-        "best": best_epoch(module.history),
+        "best": best_epoch(module.history, *((checkpoint.monitor, checkpoint.mode) if checkpoint else ())),
         "test": dict(module.test_results),
     }
     _log_hparams(loggers, record, objectives[0])

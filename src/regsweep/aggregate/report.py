@@ -219,7 +219,7 @@ def summary_markdown(
         "",
         "## Results (mean ± SE over seeds)",
         "",
-        "Val metrics are those of the best epoch (lowest val loss); gaps and sparsity those of the last epoch.",
+        "Val metrics are those of the best epoch (the one the checkpoint kept: lowest val loss by default); gaps and sparsity those of the last epoch.",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
