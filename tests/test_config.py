@@ -120,3 +120,9 @@ def test_every_experiment_composes_validates_and_sweeps_seeds(name: str, tmp_pat
     params = dict(cfg.hydra.sweeper.params)
     assert len(params) >= 2 and "seed" in params  # a study: at least one factor, over several seeds
     assert expand_integer_ranges([f"seed={params['seed']}"])[0].startswith("seed=range(0,")
+
+
+def test_a_strength_for_a_term_the_regularizer_does_not_use_is_refused(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="use regularizer=l1l2 to combine"):
+        validate(make_cfg("regularizer=l2", "regularizer.l1=1e-4"))
+    assert validate(make_cfg("regularizer=l1l2", "regularizer.l1=1e-4")).regularizer.l1 == 1e-4

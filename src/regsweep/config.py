@@ -114,7 +114,7 @@ DATA_SCHEMAS: dict[str, type[DataConfig]] = {
 }
 MODEL_SCHEMAS: dict[str, type[MLPConfig]] = {"mlp": MLPConfig, "cnn": CNNConfig}
 OPTIMIZERS = ("adam", "adamw", "sgd")
-REGULARIZERS = ("none", "l1", "l2", "l1l2")
+PENALTY_TERMS = {"none": (), "l1": ("l1",), "l2": ("l2",), "l1l2": ("l1", "l2")}  # regularizer.name -> terms
 METRICS = ("val/loss", "val/acc", "train/loss", "train/acc", "test/loss", "test/acc")
 
 T = TypeVar("T")
@@ -183,9 +183,13 @@ def check_model(model: MLPConfig) -> None:
 
 
 def check_regularizer(reg: RegularizerConfig) -> None:
-    _one_of("regularizer.name", reg.name, REGULARIZERS)
-    _require("regularizer.l1", reg.l1, reg.l1 >= 0, "must be >= 0")
-    _require("regularizer.l2", reg.l2, reg.l2 >= 0, "must be >= 0")
+    _one_of("regularizer.name", reg.name, tuple(PENALTY_TERMS))
+    for term in ("l1", "l2"):
+        strength = getattr(reg, term)
+        _require(f"regularizer.{term}", strength, strength >= 0, "must be >= 0")
+        if term not in PENALTY_TERMS[reg.name]:  # e.g. regularizer=l2 regularizer.l1=1e-4: a mistake for l1l2
+            _require(f"regularizer.{term}", strength, strength == 0,
+                     f"must be 0 with regularizer={reg.name}; use regularizer=l1l2 to combine L1 and L2")
     _require("regularizer.grad_noise_std", reg.grad_noise_std, reg.grad_noise_std >= 0, "must be >= 0")
 
 
