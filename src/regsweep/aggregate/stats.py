@@ -58,11 +58,9 @@ def bootstrap_interval(values: Values, confidence: float = CONFIDENCE) -> tuple[
     array = finite(values)
     if array.size < 2:
         return NAN, NAN
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    resampled_means = array[rng.integers(0, array.size, size=(BOOTSTRAP_RESAMPLES, array.size))].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(resampled_means, [tail, 100 - tail])
-    return float(low), float(high)
+    result = sps.bootstrap((array,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+                           method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def quartiles(values: Values) -> tuple[float, float, float]:
