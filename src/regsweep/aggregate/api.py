@@ -7,12 +7,12 @@ from pathlib import Path
 
 from regsweep.aggregate.compare import Comparison, comparison_pairs, compare_groups, resolve_baseline
 from regsweep.aggregate.curves import group_curves
-from regsweep.aggregate.load import Sweep, group_metric_values, load_sweep, metric_names
+from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
 from regsweep.aggregate.plots import write_plots
 from regsweep.aggregate.report import console_table, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
-from regsweep.records import ResultRecord
+from regsweep.records import FAILED, ResultRecord
 
 
 @dataclass
@@ -36,11 +36,11 @@ class SweepAggregate:
 
     @property
     def failed(self) -> list[tuple[str, str]]:
-        return [(job.name, job.error or "") for job in self.sweep.jobs if job.status == "failed"]
+        return [(job.name, job.error or "") for job in self.sweep.jobs if job.status == FAILED]
 
     @property
     def missing(self) -> list[str]:
-        return [job.name for job in self.sweep.jobs if job.status == "missing"]
+        return [job.name for job in self.sweep.jobs if job.status == MISSING]
 
     def console_summary(self) -> str:
         return console_table(self.sweep, self.descriptions, self.baseline)

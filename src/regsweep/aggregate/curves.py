@@ -13,6 +13,7 @@ import numpy as np
 
 from regsweep.aggregate import stats
 from regsweep.aggregate.load import Group, read_epoch_rows
+from regsweep.records import OK
 
 EpochRows = dict[int, dict[str, float]]  # epoch -> metric -> value, for one job
 
@@ -59,7 +60,7 @@ def average_curve(runs: list[EpochRows], tag: str) -> Curve:
 
 def group_curves(group: Group) -> GroupCurves:
     """Curves over the group's ok jobs (a failed job's partial curve would bias the mean)."""
-    runs = [rows_by_epoch(read_epoch_rows(job)) for job in group.with_status("ok")]
+    runs = [rows_by_epoch(read_epoch_rows(job)) for job in group.with_status(OK)]
     tags = sorted({tag for run in runs for row in run.values() for tag in row})
     reached: dict[int, int] = defaultdict(int)
     for run in runs:

@@ -19,12 +19,16 @@ import yaml
 from regsweep.errors import RegsweepError
 from regsweep.records import (
     EPOCHS_FILE,
+    FAILED,
+    OK,
     RESULT_FILE,
     ResultRecord,
     find_job_dirs,
     read_epochs_csv,
     read_result,
 )
+
+MISSING = "missing"  # a job dir without a result record: the job crashed or was killed
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
@@ -49,12 +53,12 @@ class Job:
     @property
     def status(self) -> str:
         if self.record is None:
-            return "failed" if self.error else "missing"
+            return FAILED if self.error else MISSING
         return self.record.status
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == OK
 
 
 @dataclass
@@ -70,7 +74,7 @@ class Group:
 
     @property
     def ok_records(self) -> list[ResultRecord]:
-        return [job.record for job in self.with_status("ok") if job.record is not None]
+        return [job.record for job in self.with_status(OK) if job.record is not None]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from regsweep.aggregate.curves import Curve, GroupCurves
 from regsweep.aggregate.load import Group, Sweep, group_label, safe_name
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.records import WEIGHTS_FILE, atomic_write_bytes
+from regsweep.records import OK, WEIGHTS_FILE, atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -172,7 +172,7 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
 def pooled_weights(group: Group) -> np.ndarray:
     """All weight-matrix values of the group's ok jobs (biases and norms left out: rarely penalized)."""
     arrays = []
-    for job in group.with_status("ok"):
+    for job in group.with_status(OK):
         path = job.dir / WEIGHTS_FILE
         if path.exists():
             with np.load(path) as archive:

@@ -19,10 +19,10 @@ from regsweep.aggregate.compare import (
     format_difference,
     format_p,
 )
-from regsweep.aggregate.load import Group, Sweep
+from regsweep.aggregate.load import MISSING, Group, Sweep
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.records import RESULT_FILE, atomic_write_text
+from regsweep.records import FAILED, OK, RESULT_FILE, atomic_write_text
 
 MAX_ERROR_CHARS = 300
 
@@ -72,7 +72,7 @@ def csv_text(header: list[str], rows: list[list[object]]) -> str:
 
 
 def job_counts(group: Group) -> list[int]:
-    return [len(group.with_status(status)) for status in ("ok", "failed", "missing")]
+    return [len(group.with_status(status)) for status in (OK, FAILED, MISSING)]
 
 
 def summary_csv(sweep: Sweep, descriptions: Descriptions) -> str:
@@ -200,10 +200,10 @@ def problems_section(sweep: Sweep) -> list[str]:
     """Failed and missing jobs with their errors: a partial sweep must say what it lacks."""
     lines = []
     for group in sweep.groups:
-        for job in group.with_status("failed"):
+        for job in group.with_status(FAILED):
             error = " ".join((job.error or "").split())[:MAX_ERROR_CHARS]
             lines.append(f"- `{job.name}` ({group.label}): failed: {error}")
-        for job in group.with_status("missing"):
+        for job in group.with_status(MISSING):
             reason = f"no {RESULT_FILE} (killed, crashed or still running)"
             lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
     return ["## Failed and missing jobs", "", *lines, ""] if lines else []
