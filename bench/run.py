@@ -2,7 +2,8 @@
 
 Measures, on the default 784-512-256-10 MLP with batch 128:
 1. the data path alone: one shuffled epoch of TensorBatches vs DataLoader(TensorDataset);
-2. an epoch of the harness (Lightning module, metrics, TensorBoard, checkpoint) vs a bare PyTorch loop;
+2. an epoch of the harness (Lightning module, metrics, TensorBoard, checkpoint) vs a bare PyTorch loop,
+   with the default data.batches_per_step and with one minibatch per Lightning step;
 3. small-learning-rate Adam epochs with and without torch.set_flush_denormal(True).
 
 Uses the real Fashion-MNIST from ../shared/data when present, else random images of the same shape
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from regsweep.config import ImageDataConfig, MLPConfig, OptimizerConfig, RegularizerConfig
@@ -40,18 +42,20 @@ from regsweep.records import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
 BATCH_SIZE = 128
+DEFAULT_BATCHES_PER_STEP: int = OmegaConf.load(ROOT / "conf" / "data" / "mnist.yaml").batches_per_step
 MODEL = MLPConfig(name="mlp", hidden_sizes=[512, 256], activation="relu", dropout=0.0, norm="none")
 NO_PENALTY = RegularizerConfig(name="none", l1=0.0, l2=0.0, scale_by_n_train=False, grad_noise_std=0.0)
 
 
 def adam(lr: float) -> OptimizerConfig:
-    return OptimizerConfig(name="adam", lr=lr, weight_decay=0.0, schedule="none", step_size=10, gamma=0.5)
+    return OptimizerConfig(name="adam", lr=lr, weight_decay=0.0, schedule="none", step_size=10, gamma=0.5,
+                           clip_grad_norm=0.0)
 
 
 def load_data() -> tuple[Splits, str]:
     if SHARED_FASHION.is_dir():
         cfg = ImageDataConfig(name="fashion_mnist", batch_size=BATCH_SIZE, normalize="minmax", split_seed=0,
-                              val_size=5000, data_dir=str(SHARED_FASHION))
+                              batches_per_step=DEFAULT_BATCHES_PER_STEP, val_size=5000, data_dir=str(SHARED_FASHION))
         return load_splits(cfg), "fashion_mnist (real)"
     gen = torch.Generator().manual_seed(0)
 
@@ -130,7 +134,7 @@ class EpochTimer(Callback):
         return [b - a for a, b in zip(self.starts, self.starts[1:])]
 
 
-def harness_epochs(splits: Splits, epochs: int) -> list[float]:
+def harness_epochs(splits: Splits, epochs: int, batches_per_step: int) -> list[float]:
     """Epochs of the real harness: module, on-device metrics, TensorBoard logs, best checkpoint."""
     torch.set_flush_denormal(True)
     L.seed_everything(0, verbose=False)
@@ -145,71 +149,103 @@ def harness_epochs(splits: Splits, epochs: int) -> list[float]:
             logger=TensorBoardLogger(out, name="", version="", default_hp_metric=False),
             callbacks=[timer, ModelCheckpoint(dirpath=out, monitor="val/loss", save_weights_only=True)],
         )
-        trainer.fit(module, datamodule=TensorDataModule(splits, BATCH_SIZE, seed=0))
+        trainer.fit(module, datamodule=TensorDataModule(splits, BATCH_SIZE, seed=0, batches_per_step=batches_per_step))
     torch.set_flush_denormal(False)
     return timer.epochs
 
 
-def summary(times: list[float]) -> dict[str, float]:
+def steady_epoch(times: list[float]) -> float:
     """Median of the epochs after the first (which pays one-off warm-up costs)."""
-    steady = times[1:] or times
-    return {"median_epoch_s": statistics.median(steady), "epochs_s": [round(t, 3) for t in times]}
+    return statistics.median(times[1:] or times)
 
 
-def run(epochs: int, denormal_epochs: int) -> dict:
+def paired_rounds(contenders: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, list[float]]:
+    """Steady epoch time of each contender per round, the order reversed every other round.
+
+    This VM's speed drifts by tens of percent over minutes; comparing contenders within a round,
+    in alternating order, keeps that drift out of their ratios.
+    """
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(rounds):
+        names = list(contenders) if round_index % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            times[name].append(steady_epoch(contenders[name]()))
+    return times
+
+
+def ratio_summary(times: dict[str, list[float]], numerator: str, denominator: str) -> dict[str, object]:
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "per_round": [round(r, 3) for r in ratios]}
+
+
+def run(rounds: int, epochs: int) -> dict:
     splits, source = load_data()
     data = data_path_epoch(splits)
-    bare = summary(bare_loop_epochs(splits, epochs, lr=1e-3, flush_denormal=True))
-    harness = summary(harness_epochs(splits, epochs))
     small_lr = 1e-5
-    denormal = {
-        "lr": small_lr,
-        "flush_off": summary(bare_loop_epochs(splits, denormal_epochs, small_lr, flush_denormal=False)),
-        "flush_on": summary(bare_loop_epochs(splits, denormal_epochs, small_lr, flush_denormal=True)),
-    }
-    harness_s, bare_s = harness["median_epoch_s"], bare["median_epoch_s"]
+    speed = paired_rounds({
+        "bare": lambda: bare_loop_epochs(splits, epochs, lr=1e-3, flush_denormal=True),
+        "harness": lambda: harness_epochs(splits, epochs, DEFAULT_BATCHES_PER_STEP),
+        "harness_1_batch_per_step": lambda: harness_epochs(splits, epochs, batches_per_step=1),
+    }, rounds)
+    denormal = paired_rounds({
+        "flush_off": lambda: bare_loop_epochs(splits, epochs, small_lr, flush_denormal=False),
+        "flush_on": lambda: bare_loop_epochs(splits, epochs, small_lr, flush_denormal=True),
+    }, rounds)
+    harness_s = statistics.median(speed["harness"])
     return {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "data": source,
         "model": "784-512-256-10 MLP, Adam, batch 128",
+        "method": f"{rounds} rounds, contenders in alternating order; per contender and round the median of "
+                  f"epochs 2..{epochs}; ratios are taken within a round",
         "data_path": {**data, "fraction_of_harness_epoch": data["tensor_batches_s"] / harness_s,
                       "target_fraction": 0.10},
-        "bare_loop": bare,
-        "harness": harness,
-        "harness_over_bare": harness_s / bare_s,
+        "epoch_s": {name: statistics.median(t) for name, t in speed.items()},
+        "epoch_s_per_round": {name: [round(x, 3) for x in t] for name, t in speed.items()},
+        "harness_over_bare": ratio_summary(speed, "harness", "bare"),
+        "harness_1_batch_per_step_over_bare": ratio_summary(speed, "harness_1_batch_per_step", "bare"),
         "target_harness_over_bare": 1.15,
-        "flush_denormal": {**denormal, "speedup": denormal["flush_off"]["median_epoch_s"]
-                           / denormal["flush_on"]["median_epoch_s"]},
+        "flush_denormal": {"lr": small_lr, "epoch_s": {name: statistics.median(t) for name, t in denormal.items()},
+                           "speedup": ratio_summary(denormal, "flush_off", "flush_on")},
     }
 
 
 def markdown(results: dict) -> str:
-    d, f = results["data_path"], results["flush_denormal"]
+    d, f, e = results["data_path"], results["flush_denormal"], results["epoch_s"]
+
+    def ratio(r: dict) -> str:
+        return f"{r['median']:.3f} (rounds: {r['min']:.2f}-{r['max']:.2f})"
+
     return "\n".join([
         f"# Benchmarks ({results['data']}, {results['model']}, {results['machine']['threads']} threads)",
+        "",
+        f"Method: {results['method']}.",
         "",
         "| measurement | value | target |",
         "|---|---|---|",
         f"| data path epoch (TensorBatches) | {d['tensor_batches_s']:.3f} s | |",
         f"| data path epoch (DataLoader(TensorDataset)) | {d['dataloader_tensordataset_s']:.3f} s | |",
         f"| data path / harness epoch | {d['fraction_of_harness_epoch']:.1%} | < 10% |",
-        f"| bare PyTorch epoch | {results['bare_loop']['median_epoch_s']:.2f} s | |",
-        f"| harness epoch | {results['harness']['median_epoch_s']:.2f} s | |",
-        f"| harness / bare | {results['harness_over_bare']:.3f} | <= 1.15 |",
-        f"| Adam lr={f['lr']:g} epoch, flush_denormal off | {f['flush_off']['median_epoch_s']:.2f} s | |",
-        f"| same, flush_denormal on | {f['flush_on']['median_epoch_s']:.2f} s | |",
-        f"| speed-up from flushing denormals | {f['speedup']:.2f}x | |",
+        f"| bare PyTorch epoch | {e['bare']:.2f} s | |",
+        f"| harness epoch (data.batches_per_step={DEFAULT_BATCHES_PER_STEP}, the default) | {e['harness']:.2f} s | |",
+        f"| harness epoch (data.batches_per_step=1) | {e['harness_1_batch_per_step']:.2f} s | |",
+        f"| harness / bare | {ratio(results['harness_over_bare'])} | <= 1.15 |",
+        f"| harness with 1 batch per step / bare | {ratio(results['harness_1_batch_per_step_over_bare'])} | |",
+        f"| Adam lr={f['lr']:g} epoch, flush_denormal off | {f['epoch_s']['flush_off']:.2f} s | |",
+        f"| same, flush_denormal on | {f['epoch_s']['flush_on']:.2f} s | |",
+        f"| speed-up from flushing denormals | {ratio(f['speedup'])} | |",
         "",
     ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--denormal-epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    results = run(args.epochs, args.denormal_epochs)
+    results = run(args.rounds, args.epochs)
     atomic_write_text(args.out / "bench.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(args.out / "bench.md", markdown(results))
     print(markdown(results))

@@ -72,6 +72,10 @@ BAD_VALUES = [
     ("+model.width=3", "model.width", "Key 'width' not in"),
     ("augment.noise_p=1.5", "augment.noise_p", "[0, 1]"),
     ("optimizer=sgd optimizer.momentum=1.2", "optimizer.momentum", "[0, 1)"),
+    ("data.batches_per_step=0", "data.batches_per_step", ">= 1"),
+    ("optimizer.clip_grad_norm=-1", "optimizer.clip_grad_norm", ">= 0"),
+    ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val", "optimizer.clip_grad_norm"),
+    ("+trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches", "data.batch_size"),
 ]
 
 

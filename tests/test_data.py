@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from regsweep.config import validate
-from regsweep.data.batches import TensorBatches
+from regsweep.data.batches import BatchGroups, TensorBatches
 from regsweep.data.sources import load_splits, regression_target
 
 
@@ -74,3 +74,13 @@ def test_full_batch_and_ordered_batches() -> None:
     full = list(TensorBatches(x, y, None))
     assert len(full) == 1 and torch.equal(full[0][1], y)
     assert [len(b[1]) for b in TensorBatches(x, y, 4)] == [4, 4, 2]
+
+
+def test_batch_groups_hand_over_the_same_minibatches_in_lists() -> None:
+    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
+    minibatches = [yb.tolist() for _, yb in TensorBatches(x, y, 3, torch.Generator().manual_seed(0))]
+    groups = BatchGroups(TensorBatches(x, y, 3, torch.Generator().manual_seed(0)), 3)
+    assert len(groups) == 2
+    assert [[yb.tolist() for _, yb in group] for group in groups] == [minibatches[:3], minibatches[3:]]
+    with pytest.raises(ValueError, match=">= 1"):
+        BatchGroups(TensorBatches(x, y, 3), 0)

@@ -118,6 +118,37 @@ def test_augmentation_changes_training_but_not_evaluation_data(make_cfg, tmp_pat
     assert augmented["train/loss"] != plain["train/loss"]
 
 
+def test_group_size_changes_speed_only(make_cfg, tmp_path: Path) -> None:
+    """Minibatches per Lightning step: same updates, penalty, noise, augmentation and schedule."""
+    def trained(batches_per_step: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+        run(make_cfg(f"data.batches_per_step={batches_per_step}", "data.batch_size=100", "augment=all",
+                     "regularizer=l1l2", "regularizer.grad_noise_std=0.01", "optimizer.schedule=step",
+                     "optimizer.step_size=1", "optimizer.clip_grad_norm=1.0", "trainer.max_epochs=3",
+                     "callbacks=no_stop"))
+        weights = np.load(tmp_path / WEIGHTS_FILE)
+        return {name: weights[name] for name in weights.files}, read_epochs_csv(tmp_path / EPOCHS_FILE)
+
+    weights, epochs = trained(1)
+    for batches_per_step in (4, 5):  # 12 minibatches per epoch: groups of 4, 4, 4 and of 5, 5, 2
+        grouped_weights, grouped_epochs = trained(batches_per_step)
+        assert grouped_weights.keys() == weights.keys()
+        assert all(np.array_equal(grouped_weights[name], weights[name]) for name in weights)
+        # epoch metrics: the same values, summed in a different order
+        assert [row.keys() for row in grouped_epochs] == [row.keys() for row in epochs]
+        for grouped_row, row in zip(grouped_epochs, epochs):
+            assert grouped_row == pytest.approx(row, rel=1e-6, abs=1e-6)
+    assert [row["lr"] for row in epochs] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+def test_gradient_clipping_limits_each_step(make_cfg, tmp_path: Path) -> None:
+    def final_train_loss(*overrides: str) -> float:
+        run(make_cfg("optimizer=sgd", "optimizer.lr=0.5", *overrides))
+        return read_result(tmp_path).metrics["final"]["train/loss"]
+
+    assert final_train_loss() < 1.0  # digits learn fast at this rate
+    assert final_train_loss("optimizer.clip_grad_norm=1e-4") > 2.2  # steps of at most 5e-5: still at chance
+
+
 def test_augmentation_is_refused_for_regression(make_cfg) -> None:
     with pytest.raises(ConfigError, match="augmentation needs an image dataset"):
         validate(make_cfg("data=regression", "augment=noise"))

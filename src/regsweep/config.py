@@ -31,6 +31,7 @@ class DataConfig:
     normalize: str
     split_seed: int
     val_size: float  # fraction (< 1) or count (>= 1) of the training pool held out for validation
+    batches_per_step: int  # minibatches per Lightning step, each with its own optimizer step
 
 
 @dataclass
@@ -88,6 +89,7 @@ class OptimizerConfig:
     schedule: str  # none | cosine | step
     step_size: int  # epochs between decays (schedule=step)
     gamma: float  # decay factor (schedule=step)
+    clip_grad_norm: float  # rescale gradients to at most this global L2 norm before each step; 0 = off
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
     momentum: float = 0.0  # sgd
     nesterov: bool = False  # sgd
@@ -153,6 +155,7 @@ def _schema_for(group: str, node: Any, schemas: dict[str, type[T]]) -> type[T]:
 def check_data(data: DataConfig) -> None:
     if data.batch_size is not None:
         _require("data.batch_size", data.batch_size, data.batch_size > 0, "must be > 0 (or null for full batch)")
+    _require("data.batches_per_step", data.batches_per_step, data.batches_per_step >= 1, "must be >= 1")
     _one_of("data.normalize", data.normalize, NORMALIZATIONS)
     _require("data.val_size", data.val_size, data.val_size > 0, "must be > 0 (a fraction < 1 or a count >= 1)")
     if isinstance(data, DigitsDataConfig):
@@ -200,9 +203,19 @@ def check_optimizer(opt: OptimizerConfig) -> None:
     _one_of("optimizer.schedule", opt.schedule, SCHEDULES)
     _require("optimizer.step_size", opt.step_size, opt.step_size > 0, "must be > 0")
     _require("optimizer.gamma", opt.gamma, 0 < opt.gamma <= 1, "must be in (0, 1]")
+    _require("optimizer.clip_grad_norm", opt.clip_grad_norm, opt.clip_grad_norm >= 0, "must be >= 0 (0 = off)")
     _require("optimizer.momentum", opt.momentum, 0 <= opt.momentum < 1, "must be in [0, 1)")
     _require("optimizer.betas", opt.betas, len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
              "must be two numbers in [0, 1)")
+
+
+def check_trainer(trainer: Any) -> None:
+    """Trainer options that Lightning refuses once the module steps its own optimizer, said up front."""
+    clip = trainer.get("gradient_clip_val")
+    _require("trainer.gradient_clip_val", clip, not clip, "is not supported here; use optimizer.clip_grad_norm")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    _require("trainer.accumulate_grad_batches", accumulate, accumulate == 1,
+             "must be 1 (every minibatch gets its own optimizer step); raise data.batch_size instead")
 
 
 def _checked(check: Callable[[T], None], value: T) -> T:
@@ -223,6 +236,7 @@ def validate(cfg: DictConfig) -> Settings:
     metric = cfg.get("optimized_metric", "auto")
     _require("optimized_metric", metric, metric == "auto" or metric in METRICS,
              f"must be auto or one of {', '.join(METRICS)}")
+    check_trainer(cfg.get("trainer") or {})
     data = _checked(check_data, _typed("data", _schema_for("data", cfg.data, DATA_SCHEMAS), cfg.data))
     model = _checked(check_model, _typed("model", _schema_for("model", cfg.model, MODEL_SCHEMAS), cfg.model))
     augment = _typed("augment", AugmentSettings, cfg.augment)  # AugmentSettings checks its own values

@@ -1,7 +1,10 @@
 """The one LightningModule of the harness: data loss + weight penalty, metrics accumulated per epoch.
 
 Metrics are accumulated on the device with torchmetrics and reach the host once per epoch, so
-small models are not slowed by a host sync every step. Each epoch the module logs ``stage/metric``
+small models are not slowed by a host sync every step. The module steps its optimizer itself (manual
+optimization), once per minibatch of each group the data module hands over: Lightning's loop then
+runs once per group instead of once per minibatch, which is what keeps its per-step bookkeeping
+small next to a small MLP's step (see bench/). Each epoch the module logs ``stage/metric``
 scalars (step = epoch), weight norms and sparsity, and per-layer weight histograms, and keeps the
 epoch rows in ``history`` for the per-job CSV and result record.
 """
@@ -61,6 +64,7 @@ class RegularizedModule(L.LightningModule):
         histogram_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # one optimizer step per minibatch of a group; see training_step
         self.net = net
         self.task = task
         self.optimizer_cfg = optimizer
@@ -83,6 +87,18 @@ class RegularizedModule(L.LightningModule):
             metrics["acc"] = MulticlassAccuracy(num_classes=num_classes, average="micro")
         return MetricCollection(metrics)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Store Lightning's hook-name bookkeeping as a plain attribute.
+
+        Lightning assigns ``_current_fx_name`` around every hook call, about ten times per training
+        step; ``nn.Module.__setattr__`` (parameter/module/buffer checks) made that a measurable part
+        of the per-step overhead on small models. A string is never a parameter, module or buffer.
+        """
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
@@ -91,26 +107,41 @@ class RegularizedModule(L.LightningModule):
             return F.cross_entropy(output, target)
         return F.mse_loss(output, target)
 
-    def _update(self, stage: str, output: Tensor, target: Tensor, loss: Tensor) -> None:
+    def _update(self, stage: str, output: Tensor, target: Tensor, losses: Tensor, sizes: Tensor | int) -> None:
+        """Accumulate one batch, or a group of minibatches (``losses`` per minibatch, weighted by ``sizes``)."""
         metrics = self.stage_metrics[f"{stage}_"]
-        metrics["loss"].update(loss.detach(), weight=target.shape[0])
+        metrics["loss"].update(losses, weight=sizes)
         if "acc" in metrics:
-            metrics["acc"].update(output.detach(), target)
+            metrics["acc"].update(output, target)
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        x, y = batch
+        output = self(x)
+        self._update(stage, output, y, self.data_loss(output, y), len(y))
+
+    def _optimizer_step(self, optimizer: Any, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Forward, backward and step on one minibatch; returns its detached output, data loss, penalty."""
         x, y = batch
         output = self(x)
         loss = self.data_loss(output, y)
-        self._update(stage, output, y, loss)
-        return loss
+        reg = penalty(self.weights, self.l1, self.l2) if self.l1 or self.l2 else None
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss if reg is None else loss + reg)
+        optimizer.step()  # runs on_before_optimizer_step (clipping, gradient noise) first
+        return output.detach(), loss.detach(), None if reg is None else reg.detach()
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        data_loss = self._evaluate(batch, "train")
-        if not (self.l1 or self.l2):
-            return data_loss
-        reg = penalty(self.weights, self.l1, self.l2)
-        self.train_penalty.update(reg.detach())
-        return data_loss + reg
+    def training_step(self, batches: list[tuple[Tensor, Tensor]], batch_idx: int) -> None:
+        """One optimizer step per minibatch, in order: the same updates whatever the group size.
+
+        The training metrics are updated once per group, which keeps their cost per minibatch small.
+        """
+        optimizer = self.optimizers()
+        outputs, losses, penalties = zip(*(self._optimizer_step(optimizer, batch) for batch in batches))
+        targets = [y for _, y in batches]
+        sizes = torch.tensor([len(y) for y in targets], dtype=torch.float32, device=self.device)
+        self._update("train", torch.cat(outputs), torch.cat(targets), torch.stack(losses), sizes)
+        if penalties[0] is not None:
+            self.train_penalty.update(torch.stack(penalties))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -119,6 +150,9 @@ class RegularizedModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.optimizer_cfg.clip_grad_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optimizer_cfg.clip_grad_norm,
+                                gradient_clip_algorithm="norm")
         if not self.grad_noise_std:
             return
         if self._noise_generator is None:
@@ -162,6 +196,9 @@ class RegularizedModule(L.LightningModule):
         self.history.append(row)
         self._check_finite(row)
         self._log_histograms()
+        schedule = self.lr_schedulers()
+        if schedule is not None:  # after logging "lr": the row shows the rate this epoch trained with
+            schedule.step()
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_epoch(self._compute("test"))
@@ -184,4 +221,4 @@ class RegularizedModule(L.LightningModule):
         schedule = build_schedule(self.optimizer_cfg, optimizer, self.max_epochs)
         if schedule is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}  # stepped in on_train_epoch_end

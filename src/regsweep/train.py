@@ -128,7 +128,8 @@ def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> f
         torch.set_flush_denormal(True)
     L.seed_everything(settings.seed, workers=True, verbose=False)
     splits = load_splits(settings.data)
-    datamodule = TensorDataModule(splits, settings.data.batch_size, settings.seed, augmentation(settings.augment))
+    datamodule = TensorDataModule(splits, settings.data.batch_size, settings.seed, augmentation(settings.augment),
+                                  batches_per_step=settings.data.batches_per_step)
     net = build_model(settings.model, splits.input_shape, splits.output_size)
     module = RegularizedModule(
         net, splits.task, splits.num_classes, settings.regularizer, settings.optimizer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import islice
 from typing import Iterator
 
 import torch
@@ -37,3 +38,25 @@ class TensorBatches:
         for start in range(0, n, size):
             index = order[start : start + size]
             yield self.x[index], self.y[index]
+
+
+class BatchGroups:
+    """Consecutive minibatches of ``batches`` in lists of up to ``size``: one list per Lightning step.
+
+    The minibatches are exactly those of ``batches``, in the same order; only how many of them
+    Lightning's loop sees at once changes (see ``RegularizedModule.training_step``).
+    """
+
+    def __init__(self, batches: TensorBatches, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"group size must be >= 1, got {size}")
+        self.batches = batches
+        self.size = size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.size)
+
+    def __iter__(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        minibatches = iter(self.batches)
+        while group := list(islice(minibatches, self.size)):
+            yield group

@@ -77,7 +77,7 @@ LOADERS: dict[str, Callable[..., Splits]] = {
 
 _RAW_SPLITS: dict[str, Splits] = {}  # in-process cache shared by the jobs of a multirun
 _CACHE_SIZE = 2
-_APPLIED_LATER = ("batch_size", "normalize")  # do not change the raw splits
+_APPLIED_LATER = ("batch_size", "batches_per_step", "normalize")  # do not change the raw splits
 
 
 def load_splits(cfg: DataConfig) -> Splits:
