@@ -24,7 +24,7 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: install           # about 3 minutes: data path, harness vs bare loop, denormals
+bench: install           # about 5 minutes: data path, harness vs bare loop, denormals
 	$(BIN)/python bench/run.py
 
 bench-pruning: install   # about 15 minutes: an Optuna search with and without pruning

@@ -17,6 +17,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ from regsweep.records import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
 BATCH_SIZE = 128
+SMALL_LR = 1e-5  # small-learning-rate Adam: where denormal slowdowns are reported
 DEFAULT_BATCHES_PER_STEP: int = OmegaConf.load(ROOT / "conf" / "data" / "mnist.yaml").batches_per_step
 MODEL = MLPConfig(name="mlp", hidden_sizes=[512, 256], activation="relu", dropout=0.0, norm="none")
 NO_PENALTY = RegularizerConfig(name="none", l1=0.0, l2=0.0, scale_by_n_train=False, grad_noise_std=0.0)
@@ -93,9 +96,16 @@ def data_path_epoch(splits: Splits, repeats: int = 3) -> dict[str, float]:
     }
 
 
-def bare_loop_epochs(splits: Splits, epochs: int, lr: float, flush_denormal: bool) -> list[float]:
+def subnormal_count(optimizer: torch.optim.Optimizer) -> int:
+    """Nonzero floats below the smallest normal float32 in the parameters and optimizer state."""
+    tiny = torch.finfo(torch.float32).tiny
+    tensors = [p for group in optimizer.param_groups for p in group["params"]]
+    tensors += [v for state in optimizer.state.values() for v in state.values() if v.is_floating_point()]
+    return sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in tensors)
+
+
+def bare_loop(splits: Splits, epochs: int, lr: float) -> tuple[list[float], torch.optim.Optimizer]:
     """A plain PyTorch loop doing the same work per epoch: shuffled batches, Adam steps, validation."""
-    torch.set_flush_denormal(flush_denormal)
     torch.manual_seed(0)
     net = build_model(MODEL, splits.input_shape, splits.output_size)
     optimizer = build_optimizer(adam(lr), net.parameters())
@@ -113,8 +123,28 @@ def bare_loop_epochs(splits: Splits, epochs: int, lr: float, flush_denormal: boo
             for xb, yb in TensorBatches(splits.x_val, splits.y_val, 4096):
                 F.cross_entropy(net(xb), yb)
         times.append(time.perf_counter() - start)
-    torch.set_flush_denormal(False)
-    return times
+    return times, optimizer
+
+
+def denormal_child(flush: bool, epochs: int) -> None:
+    """Small-lr Adam epochs in a fresh process, printed as JSON with the final subnormal count.
+
+    torch.set_flush_denormal acts on the calling thread; torch's intra-op threads inherit the mode
+    when they start. So each setting needs its own process, with the mode set before any torch work.
+    """
+    torch.set_flush_denormal(flush)
+    splits, _ = load_data()
+    times, optimizer = bare_loop(splits, epochs, SMALL_LR)
+    print(json.dumps({"epoch_s": times, "subnormals": subnormal_count(optimizer)}))
+
+
+def denormal_epochs(flush: bool, epochs: int, subnormals: dict[str, int]) -> list[float]:
+    mode = "on" if flush else "off"
+    child = subprocess.run([sys.executable, __file__, "--denormal-child", mode, "--epochs", str(epochs)],
+                           capture_output=True, text=True, check=True)
+    result = json.loads(child.stdout.splitlines()[-1])
+    subnormals[f"flush_{mode}"] = result["subnormals"]
+    return result["epoch_s"]
 
 
 class EpochTimer(Callback):
@@ -136,7 +166,6 @@ class EpochTimer(Callback):
 
 def harness_epochs(splits: Splits, epochs: int, batches_per_step: int) -> list[float]:
     """Epochs of the real harness: module, on-device metrics, TensorBoard logs, best checkpoint."""
-    torch.set_flush_denormal(True)
     L.seed_everything(0, verbose=False)
     net = build_model(MODEL, splits.input_shape, splits.output_size)
     module = RegularizedModule(net, splits.task, splits.num_classes, NO_PENALTY, adam(1e-3),
@@ -150,8 +179,15 @@ def harness_epochs(splits: Splits, epochs: int, batches_per_step: int) -> list[f
             callbacks=[timer, ModelCheckpoint(dirpath=out, monitor="val/loss", save_weights_only=True)],
         )
         trainer.fit(module, datamodule=TensorDataModule(splits, BATCH_SIZE, seed=0, batches_per_step=batches_per_step))
-    torch.set_flush_denormal(False)
     return timer.epochs
+
+
+def cpu_model() -> str:
+    """The CPU's model name (denormal arithmetic is slow on some CPUs and not on others)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
 
 
 def steady_epoch(times: list[float]) -> float:
@@ -182,21 +218,22 @@ def ratio_summary(times: dict[str, list[float]], numerator: str, denominator: st
 def run(rounds: int, epochs: int) -> dict:
     splits, source = load_data()
     data = data_path_epoch(splits)
-    small_lr = 1e-5
     speed = paired_rounds({
-        "bare": lambda: bare_loop_epochs(splits, epochs, lr=1e-3, flush_denormal=True),
+        "bare": lambda: bare_loop(splits, epochs, lr=1e-3)[0],
         "harness": lambda: harness_epochs(splits, epochs, DEFAULT_BATCHES_PER_STEP),
         "harness_1_batch_per_step": lambda: harness_epochs(splits, epochs, batches_per_step=1),
     }, rounds)
+    subnormals: dict[str, int] = {}
     denormal = paired_rounds({
-        "flush_off": lambda: bare_loop_epochs(splits, epochs, small_lr, flush_denormal=False),
-        "flush_on": lambda: bare_loop_epochs(splits, epochs, small_lr, flush_denormal=True),
+        "flush_off": lambda: denormal_epochs(False, epochs, subnormals),
+        "flush_on": lambda: denormal_epochs(True, epochs, subnormals),
     }, rounds)
     harness_s = statistics.median(speed["harness"])
     return {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "data": source,
         "model": "784-512-256-10 MLP, Adam, batch 128",
+        "epochs": epochs,
         "method": f"{rounds} rounds, contenders in alternating order; per contender and round the median of "
                   f"epochs 2..{epochs}; ratios are taken within a round",
         "data_path": {**data, "fraction_of_harness_epoch": data["tensor_batches_s"] / harness_s,
@@ -206,8 +243,10 @@ def run(rounds: int, epochs: int) -> dict:
         "harness_over_bare": ratio_summary(speed, "harness", "bare"),
         "harness_1_batch_per_step_over_bare": ratio_summary(speed, "harness_1_batch_per_step", "bare"),
         "target_harness_over_bare": 1.15,
-        "flush_denormal": {"lr": small_lr, "epoch_s": {name: statistics.median(t) for name, t in denormal.items()},
-                           "speedup": ratio_summary(denormal, "flush_off", "flush_on")},
+        "flush_denormal": {"lr": SMALL_LR, "epoch_s": {name: statistics.median(t) for name, t in denormal.items()},
+                           "speedup": ratio_summary(denormal, "flush_off", "flush_on"),
+                           "subnormals_after_run": subnormals,
+                           "cpu": cpu_model()},
     }
 
 
@@ -235,16 +274,24 @@ def markdown(results: dict) -> str:
         f"| Adam lr={f['lr']:g} epoch, flush_denormal off | {f['epoch_s']['flush_off']:.2f} s | |",
         f"| same, flush_denormal on | {f['epoch_s']['flush_on']:.2f} s | |",
         f"| speed-up from flushing denormals | {ratio(f['speedup'])} | |",
+        f"| subnormal floats in weights + Adam state after {results['epochs']} epochs, flush off / on "
+        f"| {f['subnormals_after_run']['flush_off']} / {f['subnormals_after_run']['flush_on']} | |",
+        f"| CPU | {f['cpu']} | |",
         "",
     ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--denormal-child", choices=["on", "off"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.denormal_child:
+        denormal_child(args.denormal_child == "on", args.epochs)
+        return
+    torch.set_flush_denormal(True)  # as the harness does (flush_denormal: true), before any torch work
     results = run(args.rounds, args.epochs)
     atomic_write_text(args.out / "bench.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(args.out / "bench.md", markdown(results))

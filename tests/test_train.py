@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SHARED_DATA
+from conftest import CONF_DIR, ROOT, SHARED_DATA, TINY
 from regsweep.callbacks import GeneralizationGapStopping
 from regsweep.config import validate
 from regsweep.errors import ConfigError, DivergenceError
@@ -147,6 +150,29 @@ def test_gradient_clipping_limits_each_step(make_cfg, tmp_path: Path) -> None:
 
     assert final_train_loss() < 1.0  # digits learn fast at this rate
     assert final_train_loss("optimizer.clip_grad_norm=1e-4") > 2.2  # steps of at most 5e-5: still at chance
+
+
+FLUSH_PROBE = """
+import sys
+import torch
+from hydra import compose, initialize_config_dir
+from regsweep.train import run
+with initialize_config_dir(config_dir=sys.argv[1]):
+    run(compose("train", overrides=sys.argv[2:]))
+product = torch.full((1 << 22,), 1e-30) * 1e-10  # 1e-40 is subnormal; split across the intra-op threads
+print(int(product.count_nonzero()))
+"""
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_reaches_every_intra_op_thread(tmp_path: Path, flush: bool) -> None:
+    """A job flushes subnormal results to zero in all of torch's CPU threads, not just the main one."""
+    overrides = [*TINY, "trainer.max_epochs=1", f"flush_denormal={flush}", f"paths.output_dir={tmp_path}"]
+    probe = subprocess.run([sys.executable, "-c", FLUSH_PROBE, str(CONF_DIR), *overrides],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    nonzero = int(probe.stdout.split()[-1])
+    assert nonzero == 0 if flush else nonzero == 1 << 22
 
 
 def test_augmentation_is_refused_for_regression(make_cfg) -> None:

@@ -125,6 +125,8 @@ def _instantiate_all(node: DictConfig | None) -> list[Any]:
 def fit_and_test(cfg: DictConfig, settings: Settings, record: ResultRecord) -> float | tuple[float, ...]:
     """Train, test the best checkpoint, fill ``record`` and return the optimized metric (a tuple for several)."""
     if cfg.get("flush_denormal", True):
+        # Acts on this thread; torch's intra-op threads inherit the mode when they start, which is
+        # during this job's first parallel op as long as nothing before the job ran torch work.
         torch.set_flush_denormal(True)
     L.seed_everything(settings.seed, workers=True, verbose=False)
     splits = load_splits(settings.data)
