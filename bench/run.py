@@ -4,10 +4,14 @@ Measures, on the default 784-512-256-10 MLP with batch 128:
 1. the data path alone: one shuffled epoch of TensorBatches vs DataLoader(TensorDataset);
 2. an epoch of the harness (Lightning module, metrics, TensorBoard, checkpoint) vs a bare PyTorch loop,
    with the default data.batches_per_step and with one minibatch per Lightning step;
-3. small-learning-rate Adam epochs with and without torch.set_flush_denormal(True).
+3. small-learning-rate Adam epochs with and without torch.set_flush_denormal(True), each in a fresh
+   process (torch's worker threads inherit the mode when they start), with the subnormal floats left
+   in the weights and Adam state.
 
 Uses the real Fashion-MNIST from ../shared/data when present, else random images of the same shape
 (timings of 1 and 2 do not depend on pixel values; 3 does, so it is marked synthetic then).
+Timings are paired: contenders run in alternating order within each round and ratios are taken
+within a round, because this shared VM's speed drifts over minutes.
 Targets: data path < 10% of a harness epoch; harness epoch <= 1.15 x the bare loop.
 """
 
