@@ -6,17 +6,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from regsweep.config import register_configs, register_resolvers
 from regsweep.errors import install_compact_excepthook
-from regsweep.sweeps import register_resolvers
+from regsweep.instantiate import TRUSTED_TARGETS
 
 os.environ.setdefault("REGSWEEP_ROOT", str(Path(__file__).resolve().parent))
 install_compact_excepthook()
 register_resolvers()
+register_configs()
 
 
-@hydra.main(config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    from regsweep.train import run  # imported here so `--help` and config errors stay fast
+@hydra.main(config_path="conf", config_name="train", execution_whitelist=TRUSTED_TARGETS)
+def main(cfg: DictConfig) -> object:
+    from regsweep.job import run
 
     return run(cfg)
 

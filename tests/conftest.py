@@ -12,9 +12,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from regsweep.config import register_configs, register_resolvers
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+register_resolvers()
+register_configs()  # what train.py does before Hydra composes anything
 
 # Small and fast, but still a real run: a few epochs of a narrow MLP on the real digits.
 TINY = [

@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from regsweep.data.augment import AugmentSettings, _smooth, augment_batch, check_augment_settings
+from regsweep.data.augment import AugmentSettings, _smooth, augment_batch
+from regsweep.schema import check_fields
 from regsweep.errors import ConfigError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -163,7 +164,7 @@ def test_check_uses_the_given_prefix():
     settings = AugmentSettings()
     object.__setattr__(settings, "elastic_sigma", -1.0)  # bypass the frozen dataclass's own check
     with pytest.raises(ConfigError, match="train.augment.elastic_sigma"):
-        check_augment_settings(settings, prefix="train.augment")
+        check_fields(settings, prefix="train.augment")
 
 
 @pytest.mark.parametrize("x", [torch.zeros(4, 28, 28), torch.zeros(2, 1, 28, 28, dtype=torch.uint8)])

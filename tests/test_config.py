@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.errors import HydraException
 
 from conftest import CONF_DIR, TINY, run_train
-from regsweep.config import CNNConfig, RegressionDataConfig, validate
+from regsweep.config import validate
+from regsweep.data.sources import RegressionDataConfig
 from regsweep.errors import ConfigError
-from regsweep.models import build_model
-from regsweep.module import build_optimizer, build_schedule
+from regsweep.instantiate import instantiate_trusted
+from regsweep.models import CNNConfig, MemberModel, PackNet
+from regsweep.optim import build_optimizer, build_schedule
 from regsweep.records import RESULT_FILE, read_result
-from regsweep.sweeps import expand_integer_ranges
-from regsweep.train import TRUSTED_TARGETS, _instantiate_all
+from regsweep.sweep.overrides import expand_integer_ranges
 
 GROUPS = ["data", "model", "regularizer", "optimizer", "augment", "trainer", "callbacks", "logger"]
 IMAGE_DATA = {"mnist", "fashion_mnist"}  # need files; composed and validated, not loaded here
@@ -26,22 +27,27 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def one_member_net(settings, shape: tuple[int, ...], outputs: int) -> PackNet:
+    member = MemberModel(settings.model.dropout, torch.Generator().manual_seed(0), torch.Generator())
+    return PackNet(settings.model, [member], shape, outputs)
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_validates_and_instantiates(make_cfg, group: str, option: str) -> None:
     data = "regression" if group == "model" and option == "mlp" else "digits"
     cfg = make_cfg(f"{group}={option}", *([] if group == "data" else [f"data={data}"]))
-    settings = validate(cfg)
     assert cfg[group] is not None
     if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
-        pytest.skip("trainer=gpu composes and validates; instantiating it needs a GPU")
+        pytest.skip("trainer=gpu composes; validating and instantiating it needs a GPU")
+    settings = validate(cfg)
     if group in ("trainer", "callbacks", "logger"):
-        objects = [instantiate(cfg.trainer, _execution_whitelist_=TRUSTED_TARGETS)] if group == "trainer" \
-            else _instantiate_all(cfg[group])
+        nodes = [cfg.trainer] if group == "trainer" else [n for n in cfg[group].values() if "_target_" in n]
+        objects = [instantiate_trusted(node) for node in nodes]
         assert objects and all(obj is not None for obj in objects)
     shape, outputs = ((2,), 1) if isinstance(settings.data, RegressionDataConfig) else ((1, 8, 8), 10)
-    net = build_model(settings.model, shape, outputs)
-    assert net(torch.zeros(3, *shape)).shape == (3, outputs)
-    optimizer = build_optimizer(settings.optimizer, net.parameters())
+    net = one_member_net(settings, shape, outputs)
+    assert net(torch.zeros(1, 3, *shape)).shape == (1, 3, outputs)  # [members, batch, outputs]
+    optimizer = build_optimizer(settings.optimizer, [{"params": list(net.parameters())}], torch.device("cpu"))
     assert optimizer.param_groups[0]["lr"] == settings.optimizer.lr
     build_schedule(settings.optimizer, optimizer, max_epochs=3)
 
@@ -49,15 +55,18 @@ def test_every_option_composes_validates_and_instantiates(make_cfg, group: str, 
 def test_cnn_uses_configured_kernels(make_cfg) -> None:
     settings = validate(make_cfg("model=cnn", "model.kernel_size=10", "model.channels=[4,8]"))
     assert isinstance(settings.model, CNNConfig)
-    convs = [m for m in build_model(settings.model, (1, 28, 28), 10).modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [tuple(c.weight.shape) for c in convs] == [(4, 1, 10, 10), (8, 4, 10, 10)]
+    net = one_member_net(settings, (1, 28, 28), 10)
+    assert [tuple(layer.member_weight(0).shape) for name, layer in net.weight_layers().items()][:2] == [
+        (4, 1, 10, 10), (8, 4, 10, 10)]
 
 
 BAD_VALUES = [
     ("regularizer.l1=-0.1", "regularizer.l1", ">= 0"),
     ("regularizer.l2=-1e-3", "regularizer.l2", ">= 0"),
+    ("regularizer=l2 regularizer.l2=inf", "regularizer.l2", "finite"),
     ("optimizer.lr=-1", "optimizer.lr", "> 0"),
     ("optimizer.lr=0", "optimizer.lr", "> 0"),
+    ("optimizer.lr=inf", "optimizer.lr", "finite"),
     ("model.dropout=1.0", "model.dropout", "[0, 1)"),
     ("model.dropout=-0.2", "model.dropout", "[0, 1)"),
     ("model.hidden_sizes=[]", "model.hidden_sizes", "non-empty"),
@@ -69,13 +78,28 @@ BAD_VALUES = [
     ("seed=1.5", "seed", "integer"),
     ("data.batch_size=0", "data.batch_size", "> 0"),
     ("data.normalize=zscore", "data.normalize", "standardize"),
-    ("+model.width=3", "model.width", "Key 'width' not in"),
+    ("data.split_seed=-1", "data.split_seed", ">= 0"),
     ("augment.noise_p=1.5", "augment.noise_p", "[0, 1]"),
     ("optimizer=sgd optimizer.momentum=1.2", "optimizer.momentum", "[0, 1)"),
-    ("data.batches_per_step=0", "data.batches_per_step", ">= 1"),
+    ("minibatches_per_step=0", "minibatches_per_step", ">= 1"),
+    ("pack.size=0", "pack.size", "auto, off or an integer"),
+    ("threads=0", "threads", "auto or an integer"),
     ("optimizer.clip_grad_norm=-1", "optimizer.clip_grad_norm", ">= 0"),
-    ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val", "optimizer.clip_grad_norm"),
-    ("+trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches", "data.batch_size"),
+    ("trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val", "optimizer.clip_grad_norm"),
+    ("trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches", "data.batch_size"),
+    ("trainer.max_epochs=0", "trainer.max_epochs", ">= 1"),
+    ("trainer.max_epochs=-2", "trainer.max_epochs", ">= 1"),
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches", "integer >= 1"),
+    ("trainer.devices=2", "trainer.devices", "one device"),
+    ("optimized_metric=test/acc", "optimized_metric", "never used for selection"),
+    ("optimized_metric=val/acc data=regression", "optimized_metric", "per-epoch metric of a regression job"),
+    ("callbacks.early_stopping.monitor=val/accuracy", "callbacks.early_stopping.monitor", "per-epoch metric"),
+    ("callbacks.model_checkpoint.monitor=val/acc callbacks.model_checkpoint.mode=min",
+     "callbacks.model_checkpoint.mode", "use mode=max"),
+    ("+model.width=3", "model.width", "Key 'width' not in 'MLPConfig'"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch", "did you mean trainer.max_epochs?"),  # a misspelled argument
+    ("+seeed=3", "seeed", "did you mean seed?"),
+    ("+data.download=false", "data.download", "Key 'download' not in"),  # a knob nothing reads does not exist
 ]
 
 
@@ -86,6 +110,29 @@ def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override: str, ke
     assert error.value.key == key
     assert allowed in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("trainer.max_epoch=3", "Could not override 'trainer.max_epoch'"),  # a misspelled Trainer argument
+    ("model.dropout=abc", "Error merging override model.dropout=abc"),
+    ("model.name", "Error parsing override"),
+])
+def test_unknown_keys_and_wrong_types_fail_when_the_config_is_composed(make_cfg, override: str, key: str) -> None:
+    with pytest.raises(HydraException, match=key):
+        make_cfg(override)
+
+
+def test_every_trainer_argument_can_be_set_without_a_plus(make_cfg) -> None:
+    cfg = make_cfg("trainer.limit_train_batches=5", "trainer.precision=bf16-mixed", "trainer.detect_anomaly=true")
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.precision) == (5, "bf16-mixed")
+    assert validate(cfg).batches.train == 5  # counted in minibatches by the harness
+
+
+def test_a_gpu_trainer_is_refused_up_front_without_a_gpu(make_cfg) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match="no GPU is visible"):
+        validate(make_cfg("trainer=gpu"))
 
 
 def test_regression_with_cnn_is_refused(make_cfg) -> None:

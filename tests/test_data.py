@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from regsweep.config import validate
-from regsweep.data.batches import BatchGroups, TensorBatches
+from regsweep.data.batches import MemberBatches, MinibatchGroups, SharedBatches
 from regsweep.data.sources import load_splits, regression_target
 
 
@@ -61,26 +61,44 @@ def test_shuffled_batches_cover_every_sample_once_and_follow_the_generator() -> 
     x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
 
     def epoch(seed: int) -> list[int]:
-        batches = TensorBatches(x, y, 3, torch.Generator().manual_seed(seed))
+        batches = MemberBatches(x, y, 3, [torch.Generator().manual_seed(seed)], members=1)
         assert len(batches) == 4
-        return [int(v) for _, yb in batches for v in yb]
+        return [int(v) for _, yb in batches for v in yb[0]]
 
     assert sorted(epoch(0)) == list(range(10))
     assert epoch(0) == epoch(0) and epoch(0) != epoch(1)
 
 
+def test_each_member_walks_the_data_in_the_order_of_its_own_generator() -> None:
+    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
+    alone = [yb[0].tolist() for _, yb in MemberBatches(x, y, 4, [torch.Generator().manual_seed(7)], members=1)]
+    pack = MemberBatches(x, y, 4, [torch.Generator().manual_seed(s) for s in (3, 7)], members=2)
+    batches = list(pack)
+    assert [xb.shape for xb, _ in batches] == [(2, 4, 1), (2, 4, 1), (2, 2, 1)]  # [members, batch, features]
+    assert [yb[1].tolist() for _, yb in batches] == alone  # the member seeded 7 sees what it sees alone
+    assert all(torch.equal(xb[..., 0].long(), yb) for xb, yb in batches)  # inputs and targets stay paired
+
+
 def test_full_batch_and_ordered_batches() -> None:
     x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
-    full = list(TensorBatches(x, y, None))
-    assert len(full) == 1 and torch.equal(full[0][1], y)
-    assert [len(b[1]) for b in TensorBatches(x, y, 4)] == [4, 4, 2]
+    full = list(MemberBatches(x, y, None, None, members=1))
+    assert len(full) == 1 and torch.equal(full[0][1][0], y)
+    assert [len(b[1][0]) for b in MemberBatches(x, y, 4, None, members=1)] == [4, 4, 2]
+    assert [len(b.y) for b in SharedBatches(x, y, 4)] == [4, 4, 2]
 
 
-def test_batch_groups_hand_over_the_same_minibatches_in_lists() -> None:
+def test_batch_limits_and_budgets_end_a_pass_early() -> None:
     x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
-    minibatches = [yb.tolist() for _, yb in TensorBatches(x, y, 3, torch.Generator().manual_seed(0))]
-    groups = BatchGroups(TensorBatches(x, y, 3, torch.Generator().manual_seed(0)), 3)
+    assert len(list(MemberBatches(x, y, 3, None, members=1, limit=2))) == 2
+    left = iter([True, True, False])
+    assert len(list(MemberBatches(x, y, 3, None, members=1, budget=lambda: next(left)))) == 2
+
+
+def test_minibatch_groups_hand_over_the_same_minibatches_in_lists() -> None:
+    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
+    minibatches = [yb.tolist() for _, yb in MemberBatches(x, y, 3, [torch.Generator().manual_seed(0)], members=1)]
+    groups = MinibatchGroups(MemberBatches(x, y, 3, [torch.Generator().manual_seed(0)], members=1), 3)
     assert len(groups) == 2
     assert [[yb.tolist() for _, yb in group] for group in groups] == [minibatches[:3], minibatches[3:]]
     with pytest.raises(ValueError, match=">= 1"):
-        BatchGroups(TensorBatches(x, y, 3), 0)
+        MinibatchGroups(MemberBatches(x, y, 3, None, members=1), 0)

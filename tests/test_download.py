@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
+from dataclasses import replace
 import socket
 import threading
 import time
@@ -13,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import SHARED_DATA
-from regsweep.data import images as images_module
+from regsweep.data import sources
 from regsweep.data.download import FASHION_MNIST_FILES, MNIST_FILES, ensure_files
 from regsweep.data.idx import KAGGLE_HEADER
 from regsweep.data.images import CACHE_FILE, KAGGLE_TEST, KAGGLE_TRAIN, load_image_dataset
+from regsweep.data.sources import ImageDataConfig
 from regsweep.errors import ConfigError, DataError
+from regsweep.job import run
 from regsweep.records import read_result
-from regsweep.train import run
 
 SMALL = "t10k-labels-idx1-ubyte.gz"  # 4.5 kB: enough to exercise every path quickly
 TIMEOUT_S = 1.5
@@ -195,7 +198,7 @@ def test_local_mirrors_file_url_and_plain_dir(tmp_path, shared_data, as_url):
 @pytest.fixture
 def fresh_memory(monkeypatch):
     """An empty in-process cache, so each test sees only its own loads."""
-    monkeypatch.setattr(images_module, "_IN_PROCESS", {})
+    monkeypatch.setattr(sources, "_RAW_SPLITS", {})
 
 
 @pytest.mark.usefixtures("fresh_memory")
@@ -218,14 +221,19 @@ def test_load_real_dataset(tmp_path, shared_data, name):
 @pytest.mark.usefixtures("fresh_memory")
 def test_decoded_cache_is_used_and_shared_in_process(tmp_path, shared_data, dead_url):
     data_dir = tmp_path / "mnist"
-    first = load_image_dataset("mnist", data_dir, [str(shared_data / "mnist")], TIMEOUT_S, 1)
-    assert load_image_dataset("mnist", data_dir, [dead_url], TIMEOUT_S, 1) is first  # in-process
-    for name in MNIST_FILES:  # only the cache can answer now: the mirror is dead
+    cfg = ImageDataConfig(name="mnist", batch_size=128, normalize="none", split_seed=0, val_size=5000,
+                          data_dir=str(data_dir), mirrors=[str(shared_data / "mnist")], timeout_s=TIMEOUT_S, retries=1)
+    first = sources.load_splits(cfg)
+    offline = replace(cfg, mirrors=[dead_url])
+    assert sources.load_splits(offline).x_train is first.x_train  # in-process: the one in-memory copy
+    for name in MNIST_FILES:  # only the decoded cache can answer now: the mirror is dead
         (data_dir / name).unlink()
-    second = load_image_dataset("mnist", data_dir, [dead_url], TIMEOUT_S, 1)
-    assert second is not first
+    second = sources.load_splits(offline)  # the data dir changed: loaded again, from decoded.npz
+    assert second.x_train is not first.x_train
     for field in ("x_train", "y_train", "x_test", "y_test"):
-        np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
+        assert torch.equal(getattr(second, field), getattr(first, field))
+    arrays = load_image_dataset("mnist", data_dir, [dead_url], TIMEOUT_S, 1)
+    assert arrays.x_train.shape == (60000, 28, 28)
 
 
 @pytest.mark.usefixtures("fresh_memory")
@@ -294,7 +302,7 @@ def test_a_training_run_downloads_verifies_and_trains(tmp_path, serve, shared_da
     url = serve(shared_data / "mnist")
     data_dir = tmp_path / "downloaded"
     run(make_cfg("data=mnist", f"data.data_dir={data_dir}", f"data.mirrors=['{url}']", "trainer.max_epochs=1",
-                 "+trainer.limit_train_batches=30", "+trainer.limit_val_batches=1"))
+                 "trainer.limit_train_batches=30", "trainer.limit_val_batches=1"))
     assert sorted(p.name for p in data_dir.glob("*.gz")) == sorted(MNIST_FILES)
     record = read_result(tmp_path)
     assert record.status == "ok" and record.metrics["test"]["test/acc"] > 0.5

@@ -16,14 +16,14 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from conftest import ROOT, TINY, run_train
+from hydra_plugins.regsweep_optuna._impl import SearchError, check_resumable, objectives_of, search_space, trial_result
 from regsweep.errors import ConfigError
-from regsweep.records import read_result
-from regsweep.search.objectives import check_objectives
+from regsweep.records import JobInfo, ResultRecord, read_result
 from regsweep.search.pruning import OptunaPruning
-from regsweep.search.report import rerun_command
 from regsweep.search.space import penalty_strengths
 from regsweep.search.study import JOURNAL_FILE, SETTINGS_ATTR, attach_trial, open_storage
-from regsweep.search.sweeper import JobOutcome, SearchError, check_resumable, trial_result
+from regsweep.search.study_report import rerun_command
+from regsweep.sweep.runner import JobOutcome
 
 FAST = [*TINY, "trainer.max_epochs=1"]
 PLOTS = ("optimization_history", "parallel_coordinate", "slice")
@@ -33,10 +33,21 @@ def load_study(sweep: Path, name: str = "optuna-digits") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(str(sweep / JOURNAL_FILE)))
 
 
-def fake_trainer(epoch: int, **metrics: float) -> SimpleNamespace:
-    """What the callback reads from a Lightning Trainer after validation."""
-    values = {name.replace("_", "/"): torch.tensor(value) for name, value in metrics.items()}
-    return SimpleNamespace(sanity_checking=False, current_epoch=epoch, callback_metrics=values)
+class FakePack(SimpleNamespace):
+    """What a member callback reads from the pack module after validation: the epoch's rows; and how it stops one."""
+
+    def __init__(self, epoch: int, **metrics: float) -> None:
+        row = {"epoch": float(epoch), **{name.replace("_", "/"): value for name, value in metrics.items()}}
+        super().__init__(rows={0: row}, pending={}, active=[0], task="classification", stopped=[])
+
+    def stop_member(self, member: int, status: str, reason: str) -> None:
+        self.stopped.append((member, status, reason))
+
+
+def pruning(trial: optuna.Trial, monitor: str, report: bool = True) -> OptunaPruning:
+    callback = OptunaPruning("s", "unused", trial.number, monitor, report).bind(0)
+    callback.trial = trial
+    return callback
 
 
 def median_study(*finished: float) -> optuna.Study:
@@ -53,17 +64,31 @@ def median_study(*finished: float) -> optuna.Study:
 def test_the_pruning_callback_reports_each_epoch_and_prunes_an_unpromising_trial() -> None:
     study = median_study(0.8, 0.9)
     promising = study.ask()
-    OptunaPruning(promising, "val/acc").on_validation_end(fake_trainer(0, val_acc=0.95), None)
+    pack = FakePack(0, val_acc=0.95)
+    pruning(promising, "val/acc").on_validation_end(None, pack)
     assert study.trials[promising.number].intermediate_values == {0: pytest.approx(0.95)}
+    assert pack.stopped == []
 
-    with pytest.raises(optuna.TrialPruned, match=r"after epoch 0: val/acc=0\.1"):
-        OptunaPruning(study.ask(), "val/acc").on_validation_end(fake_trainer(0, val_acc=0.1), None)
+    pack = FakePack(0, val_acc=0.1)
+    pruning(study.ask(), "val/acc").on_validation_end(None, pack)
+    [(member, status, reason)] = pack.stopped
+    assert (member, status) == (0, "pruned") and reason.startswith("pruned after epoch 0: val/acc=0.1")
+
+
+def test_the_other_seeds_of_a_pruned_trial_follow_the_seed_that_reports() -> None:
+    study = median_study(0.8, 0.9)
+    trial = study.ask()
+    leader, follower = pruning(trial, "val/acc"), pruning(trial, "val/acc", report=False)
+    pack = FakePack(0, val_acc=0.1)
+    leader.on_validation_end(None, pack)
+    follower.on_train_epoch_end(SimpleNamespace(callbacks=[leader, follower]), pack)
+    assert [status for _, status, _ in pack.stopped] == ["pruned", "pruned"]
 
 
 def test_a_diverged_value_is_not_reported_so_the_job_fails_instead_of_being_pruned() -> None:
     study = median_study(0.8, 0.9)
     trial = study.ask()
-    OptunaPruning(trial, "val/loss").on_validation_end(fake_trainer(3, val_loss=float("nan")), None)
+    pruning(trial, "val/loss").on_validation_end(None, FakePack(3, val_loss=float("nan")))
     assert study.trials[trial.number].intermediate_values == {}
 
 
@@ -76,33 +101,63 @@ def test_a_job_reattaches_to_its_trial_through_the_journal_file(tmp_path: Path) 
     assert reread.trials[asked.number].intermediate_values == {0: 0.5}
 
 
+def outcome(status: str, name: str, values: dict[str, float] | None = None, error: str | None = None) -> JobOutcome:
+    record = ResultRecord(status=status, job=JobInfo(name=name, dir=f"/sweep/{name}"), seed=0, error=error,
+                          metrics={"best": values or {}})
+    return JobOutcome(0, Path(f"/sweep/{name}"), status, error, record)
+
+
 def test_a_trial_is_the_mean_of_its_seeds_or_the_state_of_its_stopped_job() -> None:
-    seeds = [JobOutcome("ok", "t0_s0", [0.8, 0.1]), JobOutcome("ok", "t0_s1", [0.9, 0.3])]
-    state, values, attrs = trial_result(seeds)
+    objectives = ["val/acc", "weights/sparsity"]
+    seeds = [outcome("ok", "t0_s0", {"val/acc": 0.8, "weights/sparsity": 0.1}),
+             outcome("ok", "t0_s1", {"val/acc": 0.9, "weights/sparsity": 0.3})]
+    state, values, attrs = trial_result(seeds, objectives)
     assert state == TrialState.COMPLETE and values == pytest.approx([0.85, 0.2])
     assert attrs == {"job_dirs": ["t0_s0", "t0_s1"], "values_per_seed": [[0.8, 0.1], [0.9, 0.3]]}
-    state, values, attrs = trial_result([JobOutcome("pruned", "t1_s0", reason="pruned after epoch 2")])
+    state, values, attrs = trial_result([outcome("pruned", "t1_s0", error="pruned after epoch 2")], objectives)
     assert (state, values) == (TrialState.PRUNED, None)
     assert attrs == {"job_dirs": ["t1_s0"], "reason": "pruned after epoch 2"}
-    state, values, attrs = trial_result([JobOutcome("ok", "a", [0.8]), JobOutcome("failed", "b", reason="boom")])
+    state, values, attrs = trial_result([outcome("ok", "a", {"val/acc": 0.8}), outcome("failed", "b", error="boom")],
+                                        ["val/acc"])
     assert (state, values, attrs["reason"]) == (TrialState.FAIL, None, "boom")
 
 
-@pytest.mark.parametrize("names,directions,message", [
-    (["val/loss"], ["maximize"], "val/loss can only be minimized"),
-    (["val/acc"], ["minimize"], "val/acc can only be maximized"),
-    (["val/acc", "weights/sparsity"], ["maximize"], "one direction per objective"),
-    (["val/acc", "weights/sparsty"], ["maximize", "maximize"], "search.extra_objectives='weights/sparsty'"),
-    (["test/acc"], ["maximize"], "optimized_metric='test/acc'"),
+def search_config(metric: str = "auto", extra: list[str] | None = None, data: str = "digits") -> OmegaConf:
+    return OmegaConf.create({"data": {"name": data}, "optimized_metric": metric,
+                             "search": {"extra_objectives": extra or []}})
+
+
+@pytest.mark.parametrize("config,directions,message", [
+    (search_config(data="regression"), ["maximize"], "val/loss can only be minimized"),
+    (search_config(), ["minimize"], "val/acc can only be maximized"),
+    (search_config(extra=["weights/sparsity"]), ["maximize"], "one direction per objective"),
+    (search_config(extra=["weights/sparsty"]), ["maximize", "maximize"], "search.extra_objectives='weights/sparsty'"),
+    (search_config("test/acc"), ["maximize"], "optimized_metric='test/acc'"),
 ])
-def test_objectives_that_cannot_work_are_refused_before_any_trial(names, directions, message) -> None:
+def test_objectives_that_cannot_work_are_refused_before_any_trial(config, directions, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        check_objectives(names, directions)
+        objectives_of(config, directions)
 
 
 def test_sensible_objectives_pass() -> None:
-    check_objectives(["val/loss"], ["minimize"])
-    check_objectives(["val/acc", "weights/sparsity"], ["maximize", "maximize"])
+    assert objectives_of(search_config(data="regression"), ["minimize"]) == ["val/loss"]
+    assert objectives_of(search_config(extra=["weights/sparsity"]), ["maximize", "maximize"]) == [
+        "val/acc", "weights/sparsity"]
+
+
+def test_the_search_space_comes_from_the_optuna_sweeper_grammar() -> None:
+    space, fixed, deletions = search_space(["optimizer.lr=tag(log, interval(1e-4, 3e-2))", "seedless=range(1,4)",
+                                            "model.dropout=interval(0.0, 0.5)", "regularizer=choice(none, l1)",
+                                            "model.hidden_sizes=choice([64], [256,128])", "data.batch_size=64",
+                                            "~trainer.max_time"])
+    assert space["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True)
+    assert space["seedless"] == optuna.distributions.IntDistribution(1, 3)
+    assert space["model.dropout"] == optuna.distributions.FloatDistribution(0.0, 0.5)
+    assert space["regularizer"].choices == ("none", "l1")
+    assert space["model.hidden_sizes"].choices == ("[64]", "[256,128]")
+    assert (fixed, deletions) == ({"data.batch_size": "64"}, ["~trainer.max_time"])
+    with pytest.raises(ConfigError, match="a seed is not a hyperparameter"):
+        search_space(["seed=choice(0,1)"])
 
 
 def test_a_resumed_study_must_keep_the_settings_that_make_trials_comparable() -> None:
@@ -214,7 +269,8 @@ def test_two_workers_on_one_journal_share_the_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pack", ["off", "auto"])
+def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path: Path, pack: str) -> None:
     sweep = tmp_path / "study"
     queued = optuna.create_study(study_name="pruning", storage=open_storage(str(sweep / JOURNAL_FILE)),
                                  direction="maximize")
@@ -223,7 +279,7 @@ def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path:
     result = run_train("-m", "hparams_search=optuna", "hydra.sweeper.study_name=pruning", "hydra.sweeper.n_trials=3",
                        "hydra.sweeper.seeds_per_trial=2", "hydra.sweeper.pruner.n_startup_trials=2",
                        "hydra.sweeper.pruner.n_warmup_steps=0", "regularizer=none", "model.dropout=0", *TINY,
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                       f"pack.size={pack}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     good, other, bad = load_study(sweep, "pruning").trials
@@ -232,7 +288,14 @@ def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path:
         assert [r.seed for r in seeds] == [0, 1] and "seed" not in trial.params
         assert trial.state == TrialState.COMPLETE
         assert trial.value == pytest.approx(sum(r.metrics["best"]["val/acc"] for r in seeds) / 2)
-    assert bad.state == TrialState.PRUNED and bad.user_attrs["job_dirs"] == [f"trial{bad.number}_seed0"]
+        assert (seeds[1].job.pack == seeds[0].job.pack) == (pack == "auto")  # packed: a trial's seeds in one pack
+    assert bad.state == TrialState.PRUNED
     record = read_result(sweep / f"trial{bad.number}_seed0")
     assert record.status == "pruned" and record.error.startswith("pruned after epoch 0")
-    assert not (sweep / f"trial{bad.number}_seed1").exists()  # a pruned trial trains no further seeds
+    if pack == "off":  # one seed after another: a pruned trial trains no further seeds
+        assert bad.user_attrs["job_dirs"] == [f"trial{bad.number}_seed0"]
+        assert not (sweep / f"trial{bad.number}_seed1").exists()
+    else:  # its seeds trained side by side: the second stops with the first, at the same epoch
+        assert bad.user_attrs["job_dirs"] == [f"trial{bad.number}_seed0", f"trial{bad.number}_seed1"]
+        follower = read_result(sweep / f"trial{bad.number}_seed1")
+        assert follower.status == "pruned" and follower.epochs == record.epochs == 1

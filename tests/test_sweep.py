@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_train
-from hydra_plugins.regsweep_sweeper.regsweep_sweeper import RegsweepSweeper
+from hydra_plugins.regsweep_sweeper._impl import RegsweepSweeperImpl
+from regsweep.aggregate.load import load_sweep
 from regsweep.errors import ConfigError
-from regsweep.sweeps import collect_records, expand_integer_ranges
+from regsweep.sweep.overrides import expand_integer_ranges
 
 
 @pytest.mark.parametrize("argument,expected", [
@@ -32,9 +33,9 @@ def test_a_reversed_range_is_an_error() -> None:
 
 
 def jobs(sweep_dir: Path) -> list:
-    records, missing = collect_records(sweep_dir)
-    assert missing == []
-    return records
+    loaded = load_sweep(sweep_dir).jobs
+    assert all(job.record is not None for job in loaded)
+    return [job.record for job in loaded]
 
 
 @pytest.mark.slow
@@ -95,5 +96,6 @@ def test_an_invalid_job_config_stops_the_multirun_before_any_job(tmp_path: Path)
 
 
 def test_sweep_params_from_the_config_expand_ranges_too() -> None:
-    sweeper = RegsweepSweeper(max_batch_size=None, params={"seed": "0-9", "regularizer": "l1,l2"})
-    assert sorted(sweeper._parse_config()) == ["regularizer=l1,l2", "seed=range(0,10)"]
+    sweeper = RegsweepSweeperImpl(max_batch_size=None, params={"seed": "0-9", "regularizer": "l1,l2"})
+    assert sorted(sweeper.arguments([])) == ["regularizer=l1,l2", "seed=range(0,10)"]
+    assert sweeper.arguments(["seed=3"]) == ["regularizer=l1,l2", "seed=3"]  # the command line wins

@@ -8,6 +8,9 @@ from types import TracebackType
 from hydra.errors import CompactHydraException
 
 
+MAX_VALUE_CHARS = 120  # of a bad value in an error message: the key says where it is
+
+
 class RegsweepError(CompactHydraException):
     """Base of the errors printed as one line, without a traceback (Hydra prints these compactly)."""
 
@@ -17,7 +20,9 @@ class ConfigError(RegsweepError):
 
     def __init__(self, key: str, value: object, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"Invalid config: {key}={value!r}: {allowed}")
+        shown = repr(value)
+        shown = shown if len(shown) <= MAX_VALUE_CHARS else shown[: MAX_VALUE_CHARS - 3] + "..."
+        super().__init__(f"Invalid config: {key}={shown}: {allowed}")
 
 
 class DataError(RegsweepError):
@@ -26,6 +31,15 @@ class DataError(RegsweepError):
 
 class DivergenceError(RegsweepError):
     """Training diverged (a loss became NaN or infinite)."""
+
+
+class JobFailed(RegsweepError):
+    """A job failed; its record holds the reason (raised so that a single run exits non-zero)."""
+
+
+def describe(error: BaseException) -> str:
+    """How a failure is written in records, tables and logs: ``Type: message``."""
+    return f"{type(error).__name__}: {error}"
 
 
 def install_compact_excepthook() -> None:

@@ -1,60 +1,97 @@
-"""Weight penalties, gradient noise and weight statistics: the regularizer group in code.
+"""The regularizer group in code: L1/L2 weight penalties, gradient noise and weight statistics.
 
 The penalty is ``l1 * sum|w| + l2 * sum w^2`` over weight matrices and conv kernels only:
 biases and normalization parameters are not penalized (shrinking them does not reduce capacity).
+Every function works on a pack: tensors carry a leading member axis and strengths are one per member.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor, nn
+from omegaconf import MISSING
+from torch import Tensor
 
-from regsweep.config import RegularizerConfig
+from regsweep import metrics
+from regsweep.schema import Checked, at_least, one_of, require, ruled
 
-PENALIZED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-SPARSITY_THRESHOLD = 1e-3  # |w| below this counts as zero in the sparsity statistic
-
-
-def named_weights(model: nn.Module) -> dict[str, Tensor]:
-    """The penalized tensors: ``weight`` of every linear and conv layer, keyed by parameter name."""
-    return {
-        f"{name}.weight" if name else "weight": module.weight
-        for name, module in model.named_modules()
-        if isinstance(module, PENALIZED_LAYERS)
-    }
+PENALTY_TERMS: dict[str, tuple[str, ...]] = {"none": (), "l1": ("l1",), "l2": ("l2",), "l1l2": ("l1", "l2")}
 
 
-def strengths(cfg: RegularizerConfig, n_train: int) -> tuple[float, float]:
-    """(l1, l2) as applied: divided by n_train when the per-sample scaling of some course notes is on."""
-    scale = 1.0 / n_train if cfg.scale_by_n_train else 1.0
-    return cfg.l1 * scale, cfg.l2 * scale
+@dataclass
+class RegularizerConfig(Checked):
+    """``regularizer=<name>``: which penalty terms are on and how strong; see conf/regularizer/*.yaml."""
+
+    GROUP = "regularizer"
+    name: str = ruled(MISSING, one_of(PENALTY_TERMS))
+    l1: float = ruled(MISSING, at_least(0))
+    l2: float = ruled(MISSING, at_least(0))
+    scale_by_n_train: bool = MISSING  # divide l1 and l2 by the number of training samples
+    grad_noise_std: float = ruled(MISSING, at_least(0))  # std of N(0, sigma^2) added to every gradient each step
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for term in ("l1", "l2"):  # e.g. regularizer=l2 regularizer.l1=1e-4: a mistake for l1l2
+            if term not in PENALTY_TERMS[self.name]:
+                require(f"regularizer.{term}", getattr(self, term), getattr(self, term) == 0,
+                        f"must be 0 with regularizer={self.name}; use regularizer=l1l2 to combine L1 and L2")
+
+    def applied(self, n_train: int) -> tuple[float, float]:
+        """(l1, l2) as applied: divided by n_train when the per-sample scaling of some course notes is on."""
+        scale = 1.0 / n_train if self.scale_by_n_train else 1.0
+        return self.l1 * scale, self.l2 * scale
 
 
-def penalty(weights: list[Tensor], l1: float, l2: float) -> Tensor:
-    """l1 * sum|w| + l2 * sum w^2, differentiable; an exact zero tensor when both are off."""
-    total = weights[0].new_zeros(())
+def _per_member(values: Tensor, like: Tensor) -> Tensor:
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+@torch.no_grad()
+def add_penalty_gradient(weights: list[Tensor], l1: Tensor | None, l2: Tensor | None) -> Tensor:
+    """Add the penalty's gradient to each weight's ``.grad`` and return the penalty, per member.
+
+    Per member ``l1 * sum|w| + l2 * sum w^2``: weights are [members, ...], strengths [members]
+    (a term no member of the pack uses is None and costs nothing). The gradient
+    ``l1 * sign(w) + 2 * l2 * w`` (sign(0) = 0, as autograd's) is added in place: a few passes
+    over the weights instead of the many autograd makes through the penalty's graph.
+    """
+    total = weights[0].new_zeros(weights[0].shape[0])
     for w in weights:
-        if l1:
-            total = total + l1 * w.abs().sum()
-        if l2:
-            total = total + l2 * w.pow(2).sum()
+        flat = w.flatten(1)
+        if l1 is not None:
+            total += l1 * torch.linalg.vector_norm(flat, 1, dim=1)
+            w.grad.addcmul_(torch.sign(w), _per_member(l1, w))
+        if l2 is not None:
+            total += l2 * torch.linalg.vector_norm(flat, 2, dim=1).square()
+            w.grad.addcmul_(w, _per_member(2 * l2, w))
     return total
 
 
-def add_gradient_noise(parameters: list[Tensor], std: float, generator: torch.Generator) -> None:
-    """Add N(0, std^2) to every gradient in place (gradient-noise regularization)."""
-    for p in parameters:
-        if p.grad is not None:
-            noise = torch.randn(p.grad.shape, generator=generator, device=p.grad.device, dtype=p.grad.dtype)
-            p.grad.add_(noise, alpha=std)
+def add_gradient_noise(gradients: list[Tensor], stds: list[float], generators: list[torch.Generator]) -> None:
+    """Add N(0, std_m^2) to member m's slice of every gradient, in place, from member m's own generator."""
+    for member, (std, generator) in enumerate(zip(stds, generators)):
+        if not std:
+            continue
+        for grad in gradients:
+            noise = torch.randn(grad.shape[1:], generator=generator, device=grad.device, dtype=grad.dtype)
+            grad[member].add_(noise, alpha=std)
 
 
 @torch.no_grad()
 def weight_statistics(weights: list[Tensor]) -> dict[str, Tensor]:
-    """L1 norm, L2 norm and sparsity (fraction of |w| < 1e-3) over all penalized weights, on device."""
-    flat = torch.cat([w.detach().reshape(-1) for w in weights])
+    """Per member: L1 norm, L2 norm and sparsity at an absolute and a layer-relative threshold, on device."""
+    flat = [w.detach().flatten(1) for w in weights]
+    rms = [w.pow(2).mean(1, keepdim=True).sqrt() for w in flat]
+    count = sum(w.shape[1] for w in flat)
+
+    def fraction(small: list[Tensor]) -> Tensor:
+        return sum(s.sum(1) for s in small).float() / count
+
     return {
-        "weights/l1": flat.abs().sum(),
-        "weights/l2": flat.pow(2).sum().sqrt(),
-        "weights/sparsity": (flat.abs() < SPARSITY_THRESHOLD).float().mean(),
+        "weights/l1": sum(w.abs().sum(1) for w in flat),
+        "weights/l2": sum(w.pow(2).sum(1) for w in flat).sqrt(),
+        "weights/sparsity": fraction([w.abs() < metrics.SPARSITY_THRESHOLD for w in flat]),
+        "weights/sparsity_1e-5": fraction([w.abs() < metrics.SPARSITY_TINY for w in flat]),
+        "weights/sparsity_rel": fraction([w.abs() < metrics.SPARSITY_RELATIVE * r for w, r in zip(flat, rms)]),
     }

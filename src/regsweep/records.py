@@ -1,11 +1,11 @@
-"""Per-job result records: the files a job leaves behind and that aggregation reads.
+"""Per-job result records: the files a job leaves behind and that aggregation reads, and how to find them.
 
-Every job writes, in its own output dir:
+Every job writes, in its own output dir (whether it trained alone or in a pack):
 - ``result.json``: status, error, overrides, seed, final/best/test metrics, epochs, wall time;
 - ``metrics.csv``: one row per epoch (``epoch`` then ``stage/metric`` columns);
-- ``weights.npz``: the final weight matrices (float32), for weight-distribution plots.
+- ``weights.npz``: the kept epoch's weight matrices (float32), for weight-distribution plots.
 
-Files are written atomically (temporary file + rename), so a reader never sees half a file.
+Files are written atomically (:mod:`regsweep.atomic`), so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -14,42 +14,21 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from regsweep.atomic import atomic_write_bytes, atomic_write_text
+
 RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
-SCHEMA_VERSION = 1
-OK, FAILED, PRUNED = "ok", "failed", "pruned"  # the statuses of a job (pruned: stopped early by an Optuna pruner)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for everyone
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+SCHEMA_VERSION = 2
+# The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
+# (resumable from its last checkpoint).
+OK, FAILED, PRUNED, INTERRUPTED = "ok", "failed", "pruned", "interrupted"
 
 
 def _json_safe(value: Any) -> Any:
@@ -82,6 +61,7 @@ class JobInfo:
     num: int | None = None  # index of the job in its multirun; None for a single run
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     sweep_dir: str | None = None  # the multirun dir; None for a single run
+    pack: str | None = None  # the pack that trained it (a name in the sweep dir); None when it trained alone
 
 
 @dataclass
@@ -89,18 +69,23 @@ class ResultRecord:
     """The outcome of one job. ``metrics`` has three sections, each keyed ``stage/metric``:
 
     - ``final``: the last epoch's train/val metrics;
-    - ``best``: the metrics of the epoch with the lowest ``val/loss`` (plus ``epoch``);
-    - ``test``: test metrics of the best checkpoint.
+    - ``best``: the metrics of the kept epoch (the checkpoint monitor's best; plus ``epoch``);
+    - ``test``: test metrics of the kept epoch's weights.
     """
 
-    status: str  # OK | FAILED | PRUNED
+    status: str  # OK | FAILED | PRUNED | INTERRUPTED
     job: JobInfo
     seed: int | None
     error: str | None = None
     epochs: int = 0
+    stop_reason: str | None = None  # why training ended before trainer.max_epochs (early stopping, pruning)
     wall_time_s: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # flattened config, e.g. {"regularizer.l1": 1e-4}
+    data: dict[str, Any] = field(default_factory=dict)  # n_train, n_val, n_test, task
+    penalty: dict[str, float] = field(default_factory=dict)  # nominal and applied l1/l2 (applied = / n_train)
+    tags: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the job (or of its pack)
     started_at: str | None = None
     finished_at: str | None = None
     schema: int = SCHEMA_VERSION
@@ -117,6 +102,11 @@ class ResultRecord:
         raw = _from_json_safe(json.loads(text))
         raw["job"] = JobInfo(**raw["job"])
         return cls(**raw)
+
+    @property
+    def complete(self) -> bool:
+        """A record a resumed sweep keeps: the job ran to its end (ok, or pruned by the search)."""
+        return self.status in (OK, PRUNED)
 
 
 def write_result(job_dir: Path, record: ResultRecord) -> Path:
@@ -153,13 +143,20 @@ def write_weights(path: Path, weights: Mapping[str, np.ndarray]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """Under a dot-dir of the sweep (.packs/, .submitit/): the harness's own files, not jobs."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
+
+
 def find_job_dirs(sweep_dir: Path) -> Iterator[Path]:
-    """Job dirs under a sweep dir: those Hydra made (with ``.hydra/``) or that hold a record."""
+    """Job dirs under a sweep dir: those with ``.hydra/overrides.yaml`` or a record (dot-dirs left out)."""
+    root = Path(sweep_dir)
     seen: set[Path] = set()
-    for marker in sorted(Path(sweep_dir).rglob(".hydra")):
-        job_dir = marker.parent
-        if job_dir != Path(sweep_dir) and (job_dir / ".hydra" / "overrides.yaml").exists():
+    for marker in root.rglob(".hydra/overrides.yaml"):
+        job_dir = marker.parent.parent
+        if job_dir != root and not _hidden(marker.parent, root):
             seen.add(job_dir)
-    for record in Path(sweep_dir).rglob(RESULT_FILE):
-        seen.add(record.parent)
+    for record in root.rglob(RESULT_FILE):
+        if not _hidden(record, root):
+            seen.add(record.parent)
     yield from sorted(seen)

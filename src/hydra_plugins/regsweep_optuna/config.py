@@ -55,7 +55,6 @@ class RegsweepOptunaConf(OptunaSweeperConf):
     max_failure_rate: float = 1.0  # failed share of a batch that aborts the search; 1.0 = never abort
     seeds_per_trial: int = 1  # train each trial with seeds seed..seed+K-1 and tell Optuna their mean
     top_k: int = 10  # rows of the report's table of best trials
-    aggregate: bool = False  # also write the seed aggregation of the job dirs (the study report covers a search)
 
 
 PRUNERS = {"median": MedianPrunerConfig, "hyperband": HyperbandPrunerConfig, "none": NopPrunerConfig}

@@ -10,8 +10,7 @@ from hydra.core.config_store import ConfigStore
 class RegsweepSweeperConf:
     _target_: str = "hydra_plugins.regsweep_sweeper.regsweep_sweeper.RegsweepSweeper"
     max_batch_size: Optional[int] = None  # jobs per launcher call; None = all at once
-    params: Optional[Dict[str, str]] = None  # sweep params from the config, as in the basic sweeper
-    aggregate: bool = True  # write the seed aggregation (summary.md, plots) at the end of the sweep
+    params: Optional[Dict[str, str]] = None  # sweep params from the config (conf/experiment/*), as in the basic sweeper
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="regsweep", node=RegsweepSweeperConf, provider="regsweep")

@@ -1,6 +1,15 @@
 """Aggregate a sweep over seeds: statistics per configuration, comparisons, plots, TensorBoard runs."""
 
-from regsweep.aggregate.api import SweepAggregate, aggregate_sweep
-from regsweep.aggregate.load import AggregateError
+from pathlib import Path
 
-__all__ = ["AggregateError", "SweepAggregate", "aggregate_sweep"]
+from regsweep.aggregate.api import SweepAggregate, aggregate_sweep
+from regsweep.aggregate.load import AggregateError, load_sweep
+from regsweep.aggregate.tables import jobs_markdown
+
+
+def job_table(sweep_dir: Path) -> str:
+    """The sweep's jobs as a markdown table (what a sweep prints when it does not aggregate)."""
+    return jobs_markdown(load_sweep(Path(sweep_dir)))
+
+
+__all__ = ["AggregateError", "SweepAggregate", "aggregate_sweep", "job_table"]

@@ -9,7 +9,7 @@ from regsweep.aggregate.compare import Comparison, comparison_pairs, compare_gro
 from regsweep.aggregate.curves import group_curves
 from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
 from regsweep.aggregate.plots import write_plots
-from regsweep.aggregate.report import console_table, write_reports
+from regsweep.aggregate.tables import console_table, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
 from regsweep.records import FAILED, ResultRecord

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, replace
 
 from regsweep.aggregate import stats
+from regsweep.metrics import higher_is_better, is_percent
 from regsweep.aggregate.load import AggregateError, GroupValues, Sweep
 
 DEFAULT_BASELINE_OVERRIDE = ("regularizer", "none")
@@ -17,22 +18,6 @@ SENTENCE_METRICS = {
     "best/val/acc": "val accuracy (best epoch)",
     "best/val/loss": "val loss (best epoch)",
 }
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of improvement: lower losses, errors and generalization gaps are better.
-
-    Metrics without a natural direction (weights, epochs) count "higher" as the improvement,
-    so their probability of improvement reads as P(group > reference).
-    """
-    if "gen_gap" in metric:
-        return False
-    return metric.rsplit("/", 1)[-1] not in {"loss", "error", "penalty"}
-
-
-def is_fraction(metric: str) -> bool:
-    """Accuracy-like metrics, whose differences read best in percentage points."""
-    return metric.rsplit("/", 1)[-1] in {"acc", "error"}
 
 
 def resolve_baseline(sweep: Sweep, baseline: str | None) -> str | None:
@@ -111,7 +96,7 @@ def compare_groups(values: GroupValues, metrics: list[str], pairs: list[tuple[st
 def format_difference(metric: str, value: float, signed: bool = True) -> str:
     """Accuracy-like differences in percentage points (2 decimals), others to 3 significant digits."""
     sign = "+" if signed else ""
-    return f"{100 * value:{sign}.2f}" if is_fraction(metric) else f"{value:{sign}.3g}"
+    return f"{100 * value:{sign}.2f}" if is_percent(metric) else f"{value:{sign}.3g}"
 
 
 def format_interval(metric: str, low: float, high: float) -> str:
@@ -129,7 +114,7 @@ def format_p(p: float) -> str:
 def comparison_sentence(comparison: Comparison) -> str:
     """E.g. ``l1 vs none: +0.31 pp test accuracy, 95% CI [0.05, 0.57], p = 0.03 (Holm), n = 10/10``."""
     c = comparison
-    unit = " pp" if is_fraction(c.metric) else ""
+    unit = " pp" if is_percent(c.metric) else ""
     words = SENTENCE_METRICS.get(c.metric, c.metric)
     return (
         f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from regsweep.errors import RegsweepError
+from regsweep.metrics import DERIVED_ERRORS, base_name
 from regsweep.records import (
     EPOCHS_FILE,
     FAILED,
@@ -33,7 +34,6 @@ MISSING = "missing"  # a job dir without a result record: the job crashed or was
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
 GroupValues = dict[str, dict[str, np.ndarray]]  # group label -> metric -> one value per ok job
-DERIVED_ERROR_METRICS = {"best/val/error": "best/val/acc"}  # error name -> accuracy it derives from
 
 
 class AggregateError(RegsweepError):
@@ -184,9 +184,10 @@ def record_metrics(record: ResultRecord) -> dict[str, float]:
         for key, value in values.items():
             if _is_number(value):
                 flat[key if section == "test" else f"{section}/{key}"] = float(value)
-    for error_name, acc_name in DERIVED_ERROR_METRICS.items():
-        if acc_name in flat:
-            flat[error_name] = 1.0 - flat[acc_name]
+    for name in list(flat):
+        derived = next((error for error, acc in DERIVED_ERRORS.items() if base_name(name) == acc), None)
+        if derived is not None:
+            flat[name[: len(name) - len(base_name(name))] + derived] = 1.0 - flat[name]
     flat["epochs"] = float(record.epochs)
     flat["wall_time_s"] = float(record.wall_time_s)
     return flat

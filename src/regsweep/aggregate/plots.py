@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from regsweep.aggregate.compare import is_fraction
 from regsweep.aggregate.curves import Curve, GroupCurves
 from regsweep.aggregate.load import Group, Sweep, group_label, safe_name
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.records import OK, WEIGHTS_FILE, atomic_write_bytes
+from regsweep.atomic import atomic_write_bytes
+from regsweep.metrics import SPARSITY_THRESHOLD, is_percent
+from regsweep.records import OK, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,7 +30,6 @@ LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
 VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "final/weights/sparsity")
 CURVE_PANELS = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/acc", "val/acc")}
-SPARSITY_THRESHOLD = 1e-3  # |w| below this counts as zero in weights/sparsity
 MAGNITUDE_FLOOR = 1e-8  # exact zeros are drawn at this |w| on the log-magnitude axis
 MAX_LEGEND_ENTRIES = 12
 DPI = 110
@@ -75,7 +75,7 @@ def add_legend(figure: "Figure", axes: "Axes") -> None:
 
 def metric_scale(metric: str) -> tuple[float, str]:
     """Fractions (accuracies) are shown in percent."""
-    return (100.0, " (%)") if is_fraction(metric) else (1.0, "")
+    return (100.0, " (%)") if is_percent(metric) else (1.0, "")
 
 
 def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: Path) -> Path | None:

@@ -19,7 +19,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from regsweep.aggregate.curves import GroupCurves
 from regsweep.aggregate.load import safe_name
-from regsweep.records import atomic_write_bytes
+from regsweep.atomic import atomic_write_bytes
 
 AGGREGATE_TB_DIR = "aggregate_tb"
 EVENT_FILE_NAME = "events.out.tfevents.0000000000.regsweep-aggregate"

@@ -8,35 +8,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regsweep.errors import ConfigError
+from regsweep.schema import Checked, above, at_least, ruled, within
+
+_PROBABILITY = within(0, 1, include_high=True)
 
 
-@dataclass(frozen=True)
-class AugmentSettings:
-    """Magnitudes and per-sample probabilities of each transform.
+@dataclass
+class AugmentSettings(Checked):
+    """``augment=<name>``: magnitudes and per-sample probabilities of each transform.
 
     A transform is applied only when both its magnitude and its probability are > 0, so the
-    defaults turn everything off. Construction validates the values.
+    defaults turn everything off. Construction validates the values. They may differ between
+    the members of a pack (each member's minibatch is augmented with its own settings and stream).
     """
 
-    noise_std: float = 0.0  # std of additive gaussian noise, in the units of the (normalized) input
-    noise_p: float = 0.0
-    shift_max_px: int = 0  # integer shift per axis, uniform in [-max, max] pixels
-    shift_p: float = 0.0
-    rotate_max_deg: float = 0.0  # rotation about the image center, uniform in [-max, max] degrees
-    rotate_p: float = 0.0
-    elastic_alpha: float = 0.0  # Simard et al. 2003: scale of the smoothed displacement field (pixels)
-    elastic_sigma: float = 4.0  # std (pixels) of the gaussian that smooths the displacement field
-    elastic_p: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_augment_settings(self)
+    GROUP = "augment"
+    noise_std: float = ruled(0.0, at_least(0))  # std of additive gaussian noise, in the (normalized) input's units
+    noise_p: float = ruled(0.0, _PROBABILITY)
+    shift_max_px: int = ruled(0, at_least(0))  # integer shift per axis, uniform in [-max, max] pixels
+    shift_p: float = ruled(0.0, _PROBABILITY)
+    rotate_max_deg: float = ruled(0.0, within(0, 180, include_high=True))  # uniform in [-max, max] degrees
+    rotate_p: float = ruled(0.0, _PROBABILITY)
+    elastic_alpha: float = ruled(0.0, at_least(0))  # Simard et al. 2003: scale of the smoothed displacement (px)
+    elastic_sigma: float = ruled(4.0, above(0))  # std (px) of the gaussian that smooths the displacement field
+    elastic_p: float = ruled(0.0, _PROBABILITY)
 
     @property
     def warps(self) -> bool:
@@ -49,33 +49,6 @@ class AugmentSettings:
     def enabled(self) -> bool:
         """Whether any transform can change a batch."""
         return self.warps or _active(self.noise_std, self.noise_p)
-
-
-def _probability(value: float) -> bool:
-    return 0 <= value <= 1
-
-
-_PROBABILITY = "must be a probability in [0, 1]"
-_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "noise_std": (lambda v: v >= 0, "must be >= 0"),
-    "noise_p": (_probability, _PROBABILITY),
-    "shift_max_px": (lambda v: isinstance(v, int) and v >= 0, "must be a whole number of pixels >= 0"),
-    "shift_p": (_probability, _PROBABILITY),
-    "rotate_max_deg": (lambda v: 0 <= v <= 180, "must be in [0, 180] degrees"),
-    "rotate_p": (_probability, _PROBABILITY),
-    "elastic_alpha": (lambda v: v >= 0, "must be >= 0 (pixels)"),
-    "elastic_sigma": (lambda v: v > 0, "must be > 0 (pixels)"),
-    "elastic_p": (_probability, _PROBABILITY),
-}
-
-
-def check_augment_settings(settings: AugmentSettings, prefix: str = "augment") -> None:
-    """Raise ConfigError naming ``<prefix>.<field>`` for the first value that is not allowed."""
-    for key, (ok, allowed) in _RULES.items():
-        value = getattr(settings, key)
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not (is_number and ok(value)):
-            raise ConfigError(f"{prefix}.{key}", value, allowed)
 
 
 def augment_batch(x: Tensor, settings: AugmentSettings, generator: torch.Generator) -> Tensor:

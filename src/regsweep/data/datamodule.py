@@ -1,60 +1,153 @@
-"""LightningDataModule over in-memory Splits: tensors live on the training device for the whole run."""
+"""LightningDataModule over in-memory Splits for a pack: tensors live on the training device for the whole run.
+
+The contract with :class:`~regsweep.module.PackModule`:
+
+- training: lists of ``minibatches_per_step`` :class:`~regsweep.data.batches.Minibatch` es per
+  Lightning step, each holding every active member's own minibatch (x [members, B, ...]);
+  augmentation has been applied per member, with that member's settings and stream;
+- validation: two shared loaders, the validation set and a fixed subset of the training set that
+  the module measures in eval mode (``train_eval/*``, so the generalization gap compares like with
+  like); test: the test set.
+
+Batch limits (``trainer.limit_*_batches``, ``overfit_batches``, ``max_steps``) count minibatches
+and evaluation batches of ``data.batch_size`` samples, whatever the group size.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from regsweep.data.batches import BatchGroups, TensorBatches
+from regsweep.data.augment import AugmentSettings, augment_batch
+from regsweep.data.batches import MemberBatches, Minibatch, MinibatchGroups, SharedBatches
 from regsweep.data.splits import Splits
+from regsweep.trainer import BatchPlan
 
-EVAL_BATCH_SIZE = 4096  # evaluation has no gradients; large batches only make it faster
+EVAL_ROWS = 65536  # member x sample rows per evaluation batch: big batches, bounded memory for big packs
+TRAIN_EVAL_MIN = 256  # training samples re-measured in eval mode after every epoch: as many as the validation
+                      # set has (comparable noise, a few % of an epoch's work), at least this many
 
-BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+
+@dataclass
+class MemberData:
+    """One member's side of the data: its batch-order and augmentation streams and settings."""
+
+    order: torch.Generator
+    augment: AugmentSettings
+    augment_stream: torch.Generator
 
 
-class TensorDataModule(L.LightningDataModule):
-    """Serves whole-tensor splits; the run seed fixes the training batch order of every epoch.
+def _count(limit: int | float | None, total: int) -> int:
+    """A batch limit as a count: None = all, an int = that many, a fraction = that share (at least one)."""
+    if limit is None:
+        return total
+    if isinstance(limit, float):
+        return max(1, math.floor(limit * total))
+    return min(limit, total)
 
-    Training batches come in groups of ``batches_per_step`` minibatches (lists of (x, y)), one group
-    per Lightning step. ``train_transform`` (augmentation) runs on training minibatches only, one
-    at a time after they reach the device, so its random draws do not depend on the group size.
-    """
 
-    def __init__(self, splits: Splits, batch_size: int | None, seed: int,
-                 train_transform: BatchTransform | None = None, batches_per_step: int = 1) -> None:
+class PackDataModule(L.LightningDataModule):
+    def __init__(self, splits: Splits, batch_size: int | None, members: dict[int, MemberData], plan: BatchPlan,
+                 minibatches_per_step: int, split_seed: int, steps_done: int = 0) -> None:
         super().__init__()
-        self.splits = splits
-        self.batch_size = batch_size
-        self.batches_per_step = batches_per_step
-        self.seed = seed
-        self.train_transform = train_transform
-        self._order_generator: torch.Generator | None = None
-        self._transform_generator: torch.Generator | None = None
+        self.splits, self.batch_size, self.plan = splits, batch_size, plan
+        self.members = members  # member id -> its data streams
+        self.active = list(members)
+        self.minibatches_per_step = minibatches_per_step
+        self.split_seed = split_seed
+        self.steps_done = steps_done  # optimizer steps (minibatches) over the whole run, for trainer.max_steps
+
+    def keep(self, member_ids: list[int]) -> None:
+        """Train only these members from the next epoch on (the others stopped)."""
+        self.active = list(member_ids)
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.splits.x_train.device != device:
             self.splits = self.splits.to(device)
-        if self._order_generator is None:
-            self._order_generator = torch.Generator(device=device).manual_seed(self.seed)
-            self._transform_generator = torch.Generator(device=device).manual_seed(self.seed + 1)
 
-    def train_dataloader(self) -> BatchGroups:
+    @property
+    def eval_batch_size(self) -> int:
+        return max(1, EVAL_ROWS // max(1, len(self.active)))
+
+    def _rows(self, limit: int | float | None, n: int) -> int:
+        """Samples an evaluation limit keeps: batches of data.batch_size samples, or a fraction of the set."""
+        if limit is None or isinstance(limit, float):
+            return _count(limit, n)
+        return min(n, limit * (self.batch_size or n))
+
+    def _overfit_rows(self) -> int:
+        return self._rows(self.plan.overfit, self.splits.n_train)
+
+    def _within_budget(self) -> bool:
+        if self.plan.max_steps is not None and self.steps_done >= self.plan.max_steps:
+            return False
+        self.steps_done += 1
+        return True
+
+    def train_dataloader(self) -> MinibatchGroups:
         s = self.splits
-        batches = TensorBatches(s.x_train, s.y_train, self.batch_size, self._order_generator)
-        return BatchGroups(batches, self.batches_per_step)
+        if self.plan.overfit:  # the same first samples every epoch, in stored order
+            rows = self._overfit_rows()
+            x, y, orders = s.x_train[:rows], s.y_train[:rows], None
+        else:
+            x, y, orders = s.x_train, s.y_train, [self.members[m].order for m in self.active]
+        size = min(self.batch_size or len(x), len(x))
+        limit = _count(self.plan.train, math.ceil(len(x) / size))
+        batches = _TrainBatches(self, x, y, size, orders, limit)
+        return MinibatchGroups(batches, self.minibatches_per_step)
 
-    def val_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.splits.x_val, self.splits.y_val, EVAL_BATCH_SIZE)
+    def train_eval_index(self) -> Tensor:
+        """A fixed subset of the training set (from the split seed, the same for every member and seed)."""
+        n = self.splits.n_train
+        size = min(n, max(len(self.splits.x_val), TRAIN_EVAL_MIN))
+        generator = torch.Generator().manual_seed(self.split_seed)
+        return torch.randperm(n, generator=generator)[:size].sort().values
 
-    def test_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.splits.x_test, self.splits.y_test, EVAL_BATCH_SIZE)
+    def val_dataloader(self) -> list[SharedBatches]:
+        s = self.splits
+        if self.plan.overfit:  # validate on the very samples it trains on
+            rows = self._overfit_rows()
+            x_val, y_val = s.x_train[:rows], s.y_train[:rows]
+        else:
+            rows = self._rows(self.plan.val, len(s.x_val))
+            x_val, y_val = s.x_val[:rows], s.y_val[:rows]
+        index = self.train_eval_index().to(s.x_train.device)
+        return [SharedBatches(x_val, y_val, self.eval_batch_size),
+                SharedBatches(s.x_train[index], s.y_train[index], self.eval_batch_size)]
+
+    def test_dataloader(self) -> SharedBatches:
+        rows = self._rows(self.plan.test, len(self.splits.x_test))
+        return SharedBatches(self.splits.x_test[:rows], self.splits.y_test[:rows], self.eval_batch_size)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.train_transform is None or self.trainer is None or not self.trainer.training:
+        if self.trainer is None or not self.trainer.training or not isinstance(batch, list):
             return batch
-        return [(self.train_transform(x, self._transform_generator), y) for x, y in batch]
+        return [self._augmented(minibatch) for minibatch in batch]
+
+    def _augmented(self, minibatch: Minibatch) -> Minibatch:
+        data = [self.members[m] for m in self.active]
+        if not any(d.augment.enabled for d in data):
+            return minibatch
+        x = torch.stack([augment_batch(xm, d.augment, d.augment_stream) if d.augment.enabled else xm
+                         for xm, d in zip(minibatch.x, data)])
+        return Minibatch(x, minibatch.y)
+
+
+class _TrainBatches(MemberBatches):
+    """MemberBatches whose member count and run-wide step budget follow the data module."""
+
+    def __init__(self, owner: PackDataModule, x: Tensor, y: Tensor, size: int, orders: list | None, limit: int):
+        super().__init__(x, y, size, orders, len(owner.active), limit, owner._within_budget)
+        self.owner = owner
+
+    def __iter__(self):
+        self.members = len(self.owner.active)
+        if self.orders is not None:
+            self.orders = [self.owner.members[m].order for m in self.owner.active]
+        return super().__iter__()

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST as uint8 arrays, decoded once per data dir and once per process.
+"""MNIST and Fashion-MNIST as uint8 arrays, decoded once per data dir (the in-memory copy lives in sources).
 
 Lookup order: the decoded cache ``<data_dir>/decoded.npz``; the four IDX ``.gz`` files
 (downloaded when missing); for Fashion-MNIST, Kaggle's CSVs when the IDX files are not all there.
@@ -19,7 +19,7 @@ import numpy as np
 from regsweep.data.download import DATASETS, ensure_files, md5_of, writable_dir
 from regsweep.data.idx import check_images_labels, read_idx, read_kaggle_csv
 from regsweep.errors import ConfigError, DataError
-from regsweep.records import atomic_write_bytes
+from regsweep.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ IDX_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 class ImageArrays:
     """A dataset's official train and test sets: images uint8 [N, 28, 28], labels int64 [N].
 
-    Shared by every load of the same data dir in a process: copy before modifying in place.
+    Shared by every job of a process that loads the same data dir: copy before modifying in place.
     """
 
     x_train: np.ndarray
@@ -45,7 +45,6 @@ class ImageArrays:
 
 _ARRAY_NAMES = tuple(f.name for f in fields(ImageArrays))
 Fingerprint = tuple[tuple[str, int, int], ...]
-_IN_PROCESS: dict[tuple[str, Path], tuple[Fingerprint, ImageArrays]] = {}
 
 
 def load_image_dataset(
@@ -55,23 +54,14 @@ def load_image_dataset(
     timeout_s: float = 30,
     retries: int = 2,
 ) -> ImageArrays:
-    """Load ``mnist`` or ``fashion_mnist`` from ``data_dir``; empty ``mirrors`` means the default ones.
-
-    The jobs of a multirun share one process, so after the first load the arrays come from
-    memory, as long as no file in the data dir changed since.
-    """
+    """Load ``mnist`` or ``fashion_mnist`` from ``data_dir``; empty ``mirrors`` means the default ones."""
     if name not in DATASETS:
         raise ConfigError("data.name", name, f"image datasets are {', '.join(DATASETS)}")
     data_dir = Path(data_dir).expanduser().resolve()
-    key = (name, data_dir)
-    remembered = _IN_PROCESS.get(key)
-    if remembered is not None and remembered[0] == _fingerprint(data_dir, name):
-        return remembered[1]
     arrays = _read_cache(data_dir, name)
     if arrays is None:
         arrays, raw_md5 = _decode(data_dir, name, mirrors or DATASETS[name].mirrors, timeout_s, retries)
         _write_cache(data_dir, name, arrays, raw_md5)
-    _IN_PROCESS[key] = (_fingerprint(data_dir, name), arrays)
     return arrays
 
 
@@ -80,8 +70,9 @@ def _raw_file_names(name: str) -> list[str]:
     return [*DATASETS[name].files, *kaggle]
 
 
-def _fingerprint(data_dir: Path, name: str) -> Fingerprint:
+def files_fingerprint(name: str, data_dir: Path) -> Fingerprint:
     """Size and mtime of every file a load could read: cheap to take, changes when any file does."""
+    data_dir = Path(data_dir).expanduser().resolve()
     fingerprint = []
     for file in [CACHE_FILE, *_raw_file_names(name)]:
         path = data_dir / file

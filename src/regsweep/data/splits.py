@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+from regsweep.metrics import CLASSIFICATION
+
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Splits:
     y_val: Tensor
     x_test: Tensor
     y_test: Tensor
-    task: str  # "classification" | "regression"
+    task: str  # metrics.CLASSIFICATION | metrics.REGRESSION
     num_classes: int | None = None
 
     @property
@@ -68,26 +69,32 @@ def from_arrays(
     )
 
 
-def normalize(splits: Splits, method: str) -> Splits:
-    """Scale inputs with statistics of the training split only, so val/test never leak into training.
+def _minmax(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The training range [min, max], over all features (images keep their pixel geometry), to [0, 1]."""
+    low, high = x.min(), x.max()
+    return low, (high - low).clamp_min(torch.finfo(x.dtype).eps)
 
-    - ``none``: leave values as they are;
-    - ``minmax``: map the training range [min, max] (over all features, so images keep their
-      pixel geometry) to [0, 1];
-    - ``standardize``: per feature, subtract the training mean and divide by the training std
-      (features constant in training, e.g. border pixels, are only centred).
-    """
-    if method == "none":
+
+def _standardize(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per feature: the training mean and std (features constant in training, e.g. border pixels, only centred)."""
+    shift, std = x.mean(dim=0), x.std(dim=0)
+    return shift, torch.where(std > 1e-8, std, torch.ones_like(std))
+
+
+# data.normalize -> (shift, scale) fitted on the training inputs; None leaves values as they are
+NORMALIZATIONS: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]] | None] = {
+    "none": None,
+    "minmax": _minmax,
+    "standardize": _standardize,
+}
+
+
+def normalize(splits: Splits, method: str) -> Splits:
+    """Scale inputs with statistics of the training split only, so val/test never leak into training."""
+    fit = NORMALIZATIONS[method]
+    if fit is None:
         return splits
-    x = splits.x_train
-    if method == "minmax":
-        low, high = x.min(), x.max()
-        shift, scale = low, (high - low).clamp_min(torch.finfo(x.dtype).eps)
-    elif method == "standardize":
-        shift, std = x.mean(dim=0), x.std(dim=0)
-        scale = torch.where(std > 1e-8, std, torch.ones_like(std))
-    else:
-        raise ValueError(f"unknown normalization {method!r}")
+    shift, scale = fit(splits.x_train)
     return replace(
         splits,
         x_train=(splits.x_train - shift) / scale,

@@ -1,11 +1,11 @@
-"""Optuna hyperparameter search: the logic behind ``python train.py -m hparams_search=<name>``.
+"""Optuna hyperparameter search: the parts a search's jobs and its report use.
 
 - :mod:`~regsweep.search.study`: where a study lives (journal file or database) and how a job
   finds its trial again;
-- :mod:`~regsweep.search.sweeper`: the search loop (persistent, resumable, failure-tolerant, seeds);
-- :mod:`~regsweep.search.pruning`: the Lightning callback that reports each epoch and prunes;
+- :mod:`~regsweep.search.pruning`: the member-aware callback that reports each epoch and prunes;
 - :mod:`~regsweep.search.space`: the conditional penalty search space;
-- :mod:`~regsweep.search.report`: the study report written after every run.
+- :mod:`~regsweep.search.study_report`: the study report written after every run.
 
-Hydra wiring lives in ``hydra_plugins.regsweep_optuna``; configs in ``conf/hparams_search/``.
+The search loop is the ``regsweep_optuna`` Hydra plugin (``hydra_plugins.regsweep_optuna``);
+configs in ``conf/hparams_search/``. A plain training job imports none of this.
 """

@@ -1,9 +1,10 @@
 """Pruning inside a job: report the optimized metric to the job's Optuna trial every epoch, stop when told.
 
-Hydra's Optuna sweeper hands a job no trial object, so the sweeper passes the study name,
-storage and trial number as ``search.*`` overrides and the job re-attaches through the shared
-storage (:func:`regsweep.search.study.attach_trial`). The callback raises ``optuna.TrialPruned``;
-the job records ``status: pruned`` and the sweeper tells Optuna the trial was PRUNED.
+Hydra's sweepers hand a job no trial object, so the search passes the study name, storage and
+trial number as ``search.*`` overrides and this callback (``callbacks.optuna_pruning`` in
+conf/hparams_search/optuna.yaml) re-attaches to the trial through the shared storage. Only a
+search's jobs ever import it (and Optuna). In a pack, each member has its own trial: the member
+of a trial's first seed reports; its other seeds follow its decision.
 """
 
 from __future__ import annotations
@@ -13,45 +14,49 @@ from typing import Any
 
 import lightning as L
 import optuna
-from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig
 
-from regsweep.search.study import attach_trial, make_pruner
+from regsweep import metrics
+from regsweep.callbacks import MemberCallback
+from regsweep.records import PRUNED
+from regsweep.search.study import attach_trial
 
 
-class OptunaPruning(Callback):
-    """Report ``monitor`` to ``trial`` after each validation (step = epoch); raise TrialPruned when told to stop."""
+class OptunaPruning(MemberCallback):
+    """Report ``monitor`` (``auto``: the optimized metric) to trial ``trial`` after each epoch; prune when told."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
-        self.trial = trial
-        self.monitor = monitor
+    key = "callbacks.optuna_pruning"
+
+    def __init__(self, study_name: str | None, storage: str | None, trial: int | None, monitor: str = "auto",
+                 report: bool = True, pruner: optuna.pruners.BasePruner | None = None) -> None:
+        self.study_name, self.storage, self.trial_number = study_name, storage, trial
+        self.monitor, self.report, self.pruner = monitor, report, pruner or optuna.pruners.NopPruner()
+        self.trial: optuna.Trial | None = None
+        self.pruned_reason: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+        self.monitor = metrics.objective(self.monitor, pl_module.task, key=f"{self.key}.monitor")
+        self.report = self.report and self.study_name is not None  # outside a search: nothing to report to
+        if self.report and self.trial is None:
+            self.trial = attach_trial(self.study_name, self.storage, self.trial_number, self.pruner)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        # on_validation_end, not on_validation_epoch_end: Lightning calls callbacks' epoch-end hooks
-        # before the module's, and the module logs its val metrics in its own epoch-end hook.
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        row = self.row(pl_module)
+        if not self.report or row is None:
             return
-        value = float(trainer.callback_metrics[self.monitor])
+        value, epoch = row[self.monitor], int(row["epoch"])
         if not math.isfinite(value):
             return  # a diverged job must fail (the module's divergence check), not be pruned
-        epoch = trainer.current_epoch
         self.trial.report(value, step=epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(
-                f"pruned after epoch {epoch}: {self.monitor}={value:.4g} is unpromising next to earlier trials"
-            )
+            self.pruned_reason = (f"pruned after epoch {epoch}: {self.monitor}={value:.4g} is unpromising next to "
+                                  "earlier trials")
+            pl_module.stop_member(self.member, PRUNED, self.pruned_reason)
 
-
-def pruning_callbacks(cfg: DictConfig, monitor: str) -> list[Callback]:
-    """The pruning callback for the job of a search trial that reports its learning curve; none otherwise.
-
-    ``search.report_seed`` names the one seed of a trial whose curve the pruner sees (null for
-    multi-objective searches, which Optuna cannot prune).
-    """
-    search = cfg.get("search")
-    if search is None or search.get("report_seed") is None or search.report_seed != cfg.seed:
-        return []
-    pruner = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
-    trial = attach_trial(search.study_name, search.storage, search.trial, make_pruner(pruner))
-    return [OptunaPruning(trial, monitor)]
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        """A trial's other seeds stop with the seed that reports for it."""
+        if self.report or self.member not in pl_module.active:
+            return
+        leader = next((cb for cb in trainer.callbacks if isinstance(cb, OptunaPruning) and cb.report
+                       and cb.trial_number == self.trial_number and cb.pruned_reason), None)
+        if leader is not None:
+            pl_module.stop_member(self.member, PRUNED, leader.pruned_reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import optuna
 from omegaconf import DictConfig
 
-TERMS = {"none": (), "l1": ("l1",), "l2": ("l2",), "l1l2": ("l1", "l2")}
+from regsweep.penalty import PENALTY_TERMS
 
 
 def penalty_strengths(cfg: DictConfig, trial: optuna.Trial) -> None:
@@ -22,7 +22,7 @@ def penalty_strengths(cfg: DictConfig, trial: optuna.Trial) -> None:
     """
     name = trial.params.get("regularizer", cfg.regularizer.name)
     low, high = cfg.search.penalty_range
-    for term in TERMS[name]:
+    for term in PENALTY_TERMS[name]:
         key = f"regularizer.{term}"
         if key not in trial.user_attrs:
             trial.suggest_float(key, low, high, log=True)

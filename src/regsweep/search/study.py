@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.utils import instantiate
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -35,17 +34,6 @@ def open_storage(url: str) -> BaseStorage:
         return optuna.storages.get_storage(url)
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(url))
-
-
-def make_pruner(cfg: Any) -> optuna.pruners.BasePruner:
-    """The pruner of a ``hydra/sweeper/pruner`` config: the sweeper and each job build the same one.
-
-    Optuna does not store the pruner with the study, so a job that asks "should I stop?" must
-    rebuild it from the same config the sweeper used.
-    """
-    if cfg is None:
-        return optuna.pruners.NopPruner()
-    return instantiate(cfg, _execution_whitelist_=("optuna.pruners.*",))
 
 
 def attach_trial(study_name: str, url: str, number: int, pruner: optuna.pruners.BasePruner) -> optuna.Trial:

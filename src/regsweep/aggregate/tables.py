@@ -19,10 +19,12 @@ from regsweep.aggregate.compare import (
     format_difference,
     format_p,
 )
-from regsweep.aggregate.load import MISSING, Group, Sweep
+from regsweep.aggregate.load import MISSING, Group, Sweep, job_order
+from regsweep.console import fmt
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.records import FAILED, OK, RESULT_FILE, atomic_write_text
+from regsweep.atomic import atomic_write_text
+from regsweep.records import FAILED, OK, RESULT_FILE
 
 MAX_ERROR_CHARS = 300
 
@@ -151,6 +153,20 @@ def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None
     if baseline:
         lines.append(f"baseline: {baseline}")
     return "\n".join(lines)
+
+
+def jobs_markdown(sweep: Sweep) -> str:
+    """One row per job, in job order: status, epochs, kept-epoch val metrics, test accuracy, error."""
+    header = ["job", "status", "epochs", "val/loss", "val/acc", "test/acc", "error"]
+    rows = []
+    for job in sorted(sweep.jobs, key=job_order):
+        metrics = job.record.metrics if job.record is not None else {}
+        best, test = metrics.get("best", {}), metrics.get("test", {})
+        rows.append([job.name, job.status, str(job.record.epochs if job.record else "-"),
+                     *(fmt(section.get(name)) for section, name in ((best, "val/loss"), (best, "val/acc"),
+                                                                   (test, "test/acc"))),
+                     " ".join((job.error or "").split())[:MAX_ERROR_CHARS]])
+    return "\n".join([f"Sweep {sweep.sweep_dir}: {job_totals_line(sweep)}", markdown_table(header, rows)])
 
 
 def comparison_details(comparisons: list[Comparison]) -> str:

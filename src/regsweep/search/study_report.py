@@ -23,7 +23,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from regsweep.records import atomic_write_text
+from regsweep.atomic import atomic_write_text
 from regsweep.search.study import SETTINGS_ATTR
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,300 @@
+"""The search behind ``hydra/sweeper=regsweep_optuna``: an Optuna ask / run / tell loop, safe to leave running.
+
+- The search space comes from ``hydra.sweeper.params`` and the command line, in the grammar of
+  Hydra's Optuna sweeper (``choice``, ``range``, ``interval``, ``tag(log, ...)``), plus an optional
+  ``custom_search_space`` hook (the conditional penalty strengths of :mod:`regsweep.search.space`).
+- The study is persistent (a journal file in the sweep dir by default) and re-running the same
+  command resumes it; a resumed study must keep the settings that make its trials comparable.
+- Each batch of ``n_jobs`` trials x ``seeds_per_trial`` seeds is run by the sweep's
+  :class:`~regsweep.sweep.runner.JobRunner`, so the jobs of a batch train as packs; a trial's value
+  is the mean over its seeds, read from the jobs' records. A failed job makes a FAIL trial carrying
+  its reason and the search goes on; a job stopped by the pruner makes a PRUNED trial.
+- Every run ends with the study report (:mod:`regsweep.search.study_report`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import Trial, TrialState
+
+from regsweep import metrics
+from regsweep.data.sources import DATASETS
+from regsweep.errors import ConfigError, RegsweepError
+from regsweep.instantiate import instantiate_trusted
+from regsweep.records import OK, PRUNED
+from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
+from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
+from regsweep.sweep.overrides import expand_integer_ranges, quoted
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the search stopped before this trial finished"
+
+
+class SearchError(RegsweepError):
+    """The search cannot go on: an incompatible resumed study, too many failures, or nothing completed."""
+
+
+def distribution(override: Override) -> BaseDistribution:
+    """An Optuna distribution for a sweep override: choice -> categorical, range -> int (or the
+    listed values), interval -> float (int for integer ends), ``tag(log, ...)`` -> log scale."""
+    if override.is_choice_sweep():
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    if override.is_range_sweep():
+        values = list(override.sweep_iterator(transformer=Transformer.encode))
+        if values and all(isinstance(v, int) for v in values) and len(values) > 1:
+            return IntDistribution(min(values), max(values), step=abs(values[1] - values[0]))
+        return CategoricalDistribution(values)
+    interval = override.value()
+    log_scale = "log" in interval.tags
+    if isinstance(interval.start, int) and isinstance(interval.end, int):
+        return IntDistribution(interval.start, interval.end, log=log_scale)
+    return FloatDistribution(interval.start, interval.end, log=log_scale)
+
+
+def search_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str], list[str]]:
+    """Distributions, fixed values and deletions (``~key``) from the params and the command line."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    deletions: list[str] = []
+    for override in OverridesParser.create().parse_overrides(expand_integer_ranges(list(arguments))):
+        key = override.get_key_element()
+        if override.is_delete():
+            deletions.append(override.input_line)
+        elif override.is_sweep_override():
+            space[key] = distribution(override)
+            fixed.pop(key, None)
+        else:
+            fixed[key] = override.get_value_element_as_str()
+            space.pop(key, None)
+    if "seed" in space:
+        raise ConfigError("seed", "a search dimension",
+                          "a seed is not a hyperparameter: average seeds with hydra.sweeper.seeds_per_trial=K")
+    return space, fixed, deletions
+
+
+def suggest(trial: Trial, name: str, distribution: BaseDistribution) -> Any:
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step,
+                                 log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step,
+                               log=distribution.log)
+
+
+def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, IntDistribution) and not distribution.log:
+        return list(range(distribution.low, distribution.high + 1, distribution.step))
+    raise ConfigError(f"hydra.sweeper.params.{name}", "an interval",
+                      "a grid needs a finite set of values: use choice(...) or an integer range(...)")
+
+
+def objectives_of(config: DictConfig, directions: list[str]) -> list[str]:
+    """What the jobs return (``optimized_metric``, then ``search.extra_objectives``), each with a sensible direction."""
+    task = DATASETS[config.data.name].task
+    names = [metrics.objective(config.get("optimized_metric", "auto"), task)]
+    names += [metrics.epoch_metric(name, task, "search.extra_objectives")
+              for name in OmegaConf.select(config, "search.extra_objectives", default=None) or []]
+    if len(names) != len(directions):
+        raise ConfigError("hydra.sweeper.direction", directions,
+                          f"needs one direction per objective; the search optimizes {names} "
+                          "(optimized_metric, then search.extra_objectives)")
+    for name, direction in zip(names, directions):
+        sense = metrics.direction(name)
+        if sense is not None and sense != direction:
+            hint = " (optimized_metric=auto is val/loss for data=regression)" if name == "val/loss" else ""
+            raise ConfigError("hydra.sweeper.direction", direction,
+                              f"{name} can only be {sense}d: set its direction to {sense}{hint}")
+    return names
+
+
+def trial_result(outcomes: list[Any], objectives: list[str]) -> tuple[TrialState, list[float] | None, dict[str, Any]]:
+    """State, values (the mean over seeds) and user attributes of a trial from its jobs' outcomes."""
+    attrs: dict[str, Any] = {"job_dirs": [o.name for o in outcomes]}
+    stopped = next((o for o in outcomes if o.status != OK), None)
+    if stopped is not None:
+        attrs["reason"] = stopped.error
+        return (TrialState.PRUNED if stopped.status == PRUNED else TrialState.FAIL), None, attrs
+    values = [o.values(objectives) for o in outcomes]
+    if not all(math.isfinite(v) for row in values for v in row):
+        attrs["reason"] = f"a job returned a non-finite objective {values}"
+        return TrialState.FAIL, None, attrs
+    if len(outcomes) > 1:
+        attrs["values_per_seed"] = values
+    return TrialState.COMPLETE, [sum(column) / len(values) for column in zip(*values)], attrs
+
+
+def check_resumable(study: optuna.Study, directions: list[str], signature: dict[str, Any]) -> None:
+    """Stamp a new study with what makes its trials comparable; refuse to add different trials to an old one."""
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != directions:
+        raise SearchError(f"Study '{study.study_name}' optimizes {stored_directions}, this search {directions}: "
+                          "choose a new hydra.sweeper.study_name")
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:  # one write, so a concurrent worker never sees half of it
+        study.set_user_attr(SETTINGS_ATTR, signature)
+        return
+    differing = [key for key in signature if stored.get(key) != signature[key]]
+    if differing:
+        found = "; ".join(f"{key}: study {stored.get(key)}, this run {signature[key]}" for key in differing)
+        raise SearchError(f"Study '{study.study_name}' was run with other settings ({found}); its trials would not "
+                          "be comparable with this run's: repeat its settings or choose a new hydra.sweeper.study_name")
+
+
+class SearchImpl:
+    def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
+                 params: dict[str, str] | None, seeds_per_trial: int, top_k: int) -> None:
+        if seeds_per_trial < 1:
+            raise ConfigError("hydra.sweeper.seeds_per_trial", seeds_per_trial, "must be >= 1")
+        if n_trials < 1:
+            raise ConfigError("hydra.sweeper.n_trials", n_trials, "must be >= 1")
+        self.sampler = instantiate_trusted(sampler)
+        self.pruner = instantiate_trusted(pruner) if pruner is not None else optuna.pruners.NopPruner()
+        self.directions = [str(d.name if hasattr(d, "name") else d) for d in
+                           (direction if isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction)
+                            else [direction])]
+        self.storage, self.study_name = storage, study_name
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.custom_search_space = (instantiate_trusted({"_target_": custom_search_space, "_partial_": True})
+                                    if custom_search_space else None)
+        self.params = dict(params or {})
+        self.seeds_per_trial, self.top_k = seeds_per_trial, top_k
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def sweep(self, arguments: list[str]) -> None:
+        from regsweep.sweep.runner import JobRunner  # the training stack: only when sweeping
+
+        space, fixed, deletions = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        if isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler:
+            self.sampler = self.sampler({name: grid_choices(name, d) for name, d in space.items()})
+        objectives = objectives_of(self.config, self.directions)
+        url = storage_url(self.storage, self.sweep_dir)
+        study = self._open_study(url, {
+            "fixed_overrides": sorted([*(f"{name}={value}" for name, value in fixed.items()), *deletions]),
+            "seeds_per_trial": self.seeds_per_trial, "objectives": objectives})
+        runner = JobRunner(self.config, self.hydra_context, self.launcher, keep_plan=False)
+        try:
+            self._optimize(study, runner, space, fixed, deletions, objectives, url)
+        finally:
+            log.info("Study report: %s", write_study_report(study, self.sweep_dir, url, self.top_k))
+        self._log_best(study, objectives)
+
+    def _open_study(self, url: str, signature: dict[str, Any]) -> optuna.Study:
+        study = optuna.create_study(study_name=self.study_name, storage=open_storage(url), sampler=self.sampler,
+                                    pruner=self.pruner, directions=self.directions, load_if_exists=True)
+        check_resumable(study, self.directions, signature)
+        if study.trials:  # a resumed study or a second worker must not replay the first run's random draws
+            self.sampler.reseed_rng()
+        log.info("Study '%s' (%d earlier trials) in %s; sampler %s, pruner %s", study.study_name, len(study.trials),
+                 url, type(self.sampler).__name__, type(self.pruner).__name__)
+        return study
+
+    def _configure(self, trial: Trial, space: dict[str, BaseDistribution], fixed: dict[str, str],
+                   deletions: list[str]) -> list[str]:
+        for name, dist in space.items():
+            suggest(trial, name, dist)
+        for name, value in fixed.items():
+            trial.set_user_attr(name, value)  # the custom space leaves a value fixed on the command line alone
+        if self.custom_search_space is not None:
+            self.custom_search_space(self.config, trial)
+        return [*(f"{name}={value}" for name, value in {**trial.params, **fixed}.items()), *deletions]
+
+    def _optimize(self, study: optuna.Study, runner: Any, space: dict[str, BaseDistribution], fixed: dict[str, str],
+                  deletions: list[str], objectives: list[str], url: str) -> None:
+        """Ask, run and tell batches of n_jobs trials until n_trials ran (or a grid is exhausted)."""
+        states: Counter[str] = Counter()
+        seeds = [self.config.seed + i for i in range(self.seeds_per_trial)]
+        shared = [f"++search.study_name={quoted(study.study_name)}", f"++search.storage={quoted(url)}"]
+        n_left = self.n_trials
+        while n_left > 0 and not (isinstance(self.sampler, optuna.samplers.GridSampler)
+                                  and self.sampler.is_exhausted(study)):
+            trials = [study.ask() for _ in range(min(self.n_jobs, n_left))]
+            try:
+                configured = [self._configure(trial, space, fixed, deletions) for trial in trials]
+                outcomes = self._run_trials(runner, trials, configured, seeds, shared)
+            except BaseException:  # Ctrl-C or a broken search space: leave no trial RUNNING forever
+                for trial in trials:
+                    self._tell(study, trial, TrialState.FAIL, None, {"reason": INTERRUPTED})
+                raise
+            batch = [self._tell(study, trial, *trial_result(jobs, objectives)) for trial, jobs in zip(trials, outcomes)]
+            states.update(state.name.lower() for state in batch)
+            n_left -= len(trials)
+            if batch.count(TrialState.FAIL) / len(batch) > self.max_failure_rate:
+                raise SearchError(f"{batch.count(TrialState.FAIL)} of {len(batch)} trials of a batch failed "
+                                  f"(hydra.sweeper.max_failure_rate={self.max_failure_rate}): search stopped")
+        log.info("This run added %d trials: %s", sum(states.values()), dict(states))
+
+    def _run_trials(self, runner: Any, trials: list[Trial], configured: list[list[str]], seeds: list[int],
+                    shared: list[str]) -> list[list[Any]]:
+        """Each trial's jobs, one per seed. The first seed reports to the pruner (single-objective searches).
+
+        Packed (the default) the seeds of every trial of the batch train together, and a pruned
+        trial stops all its seeds at once; with ``pack.size=off`` the other seeds of a trial run
+        only after its first seed survived.
+        """
+        report = len(self.directions) == 1
+
+        def job(i: int, seed: int) -> list[str]:
+            seed_override = [f"seed={seed}"] if len(seeds) > 1 else []
+            return [*configured[i], *seed_override, f"++search.trial={trials[i].number}",
+                    f"++search.report={report and seed == seeds[0]}", *shared]
+
+        if OmegaConf.select(self.config, "pack.size", default="auto") != "off":
+            outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds], runner.next_num))
+            return [[next(outcomes) for _ in seeds] for _ in trials]
+        firsts = runner.run([job(i, seeds[0]) for i in range(len(trials))], runner.next_num)
+        results = [[first] for first in firsts]
+        survivors = [i for i, first in enumerate(firsts) if first.status == OK]
+        if survivors and len(seeds) > 1:
+            rest = iter(runner.run([job(i, s) for i in survivors for s in seeds[1:]], runner.next_num))
+            for i in survivors:
+                results[i] += [next(rest) for _ in seeds[1:]]
+        return results
+
+    def _tell(self, study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None,
+              attrs: dict[str, Any]) -> TrialState:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        try:
+            study.tell(trial, state=state, values=values)
+        except RuntimeError as error:
+            # GridSampler calls study.stop() after the last grid point, which only works inside
+            # study.optimize; the trial is stored before that, and the loop stops on is_exhausted().
+            if "Study.stop" not in str(error):
+                raise
+        detail = attrs.get("reason") or ", ".join(f"{v:.4g}" for v in values or [])
+        (log.info if state != TrialState.FAIL else log.warning)("Trial %d %s: %s", trial.number, state.name, detail)
+        return state
+
+    def _log_best(self, study: optuna.Study, objectives: list[str]) -> None:
+        """Name the best trial(s) and the command that re-runs one over 10 seeds; fail when none completed."""
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise SearchError(f"No trial of study '{study.study_name}' has completed: see the failed trials "
+                              f"in {self.sweep_dir / REPORT_FILE}")
+        best = study.best_trials if len(objectives) > 1 else [study.best_trial]
+        for trial in best:
+            log.info("Best trial %d: %s; params %s", trial.number,
+                     ", ".join(f"{name}={value:.4g}" for name, value in zip(objectives, trial.values)), trial.params)
+        log.info("Re-run over 10 seeds: %s", rerun_command(study, best[0]))

@@ -1,0 +1,50 @@
+"""What a finished run prints: its metrics, where its outputs are, and the next command to type."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from regsweep.records import ResultRecord
+
+METRIC_COLUMNS = ("loss", "acc")
+WIDE = 160  # columns when stdout is not a terminal (a log file): never wrap paths or cut names
+
+
+def console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else WIDE)
+
+
+def fmt(value: float | None) -> str:
+    """Four significant digits, so a loss of 1.2e-5 does not print as 0.0000."""
+    return "-" if value is None else f"{value:.4g}"
+
+
+def run_table(record: ResultRecord) -> Table:
+    """Final train/val, kept-epoch val and test metrics of one job."""
+    final, best, test = (record.metrics.get(k, {}) for k in ("final", "best", "test"))
+    table = Table(title=f"{record.job.name}: {record.epochs} epochs, {record.wall_time_s:.1f} s")
+    table.add_column("split")
+    for name in METRIC_COLUMNS:
+        table.add_column(name, justify="right")
+    rows = [
+        ("train (last epoch, running mean)", final, "train"),
+        ("train (last epoch, eval mode)", final, "train_eval"),
+        ("val (last epoch)", final, "val"),
+        (f"val (kept epoch {int(best.get('epoch', 0))})", best, "val"),
+        ("test (kept epoch)", test, "test"),
+    ]
+    for label, metrics, stage in rows:
+        table.add_row(label, *(fmt(metrics.get(f"{stage}/{name}")) for name in METRIC_COLUMNS))
+    return table
+
+
+def print_run_summary(record: ResultRecord) -> None:
+    out = console()
+    out.print(run_table(record))
+    if record.stop_reason:
+        out.print(f"stopped: {record.stop_reason}")
+    out.print(f"outputs: {record.job.dir}")
+    out.print(f"next: tensorboard --logdir {record.job.dir}")

@@ -1,0 +1,76 @@
+"""The optimizer group in code: which torch optimizers and learning-rate schedules ``optimizer=<name>`` can pick.
+
+Adding an optimizer or a schedule is one entry in OPTIMIZERS or SCHEDULES (plus a YAML file in
+conf/optimizer/ for a new optimizer); the config check reads the allowed names from them.
+Learning rate and weight decay may differ between the members of a pack: the module gives each
+set of members with equal values its own parameter group, so torch's own optimizer does the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from omegaconf import MISSING
+
+from regsweep.schema import Checked, Rule, above, at_least, one_of, require, ruled, within
+
+
+@dataclass(frozen=True)
+class OptimizerKind:
+    """A torch optimizer class and the keyword arguments its config fields turn into."""
+
+    cls: type[torch.optim.Optimizer]
+    options: Callable[["OptimizerConfig"], dict[str, Any]]
+
+
+OPTIMIZERS: dict[str, OptimizerKind] = {
+    "adam": OptimizerKind(torch.optim.Adam, lambda c: {"betas": tuple(c.betas)}),
+    "adamw": OptimizerKind(torch.optim.AdamW, lambda c: {"betas": tuple(c.betas)}),
+    "sgd": OptimizerKind(torch.optim.SGD, lambda c: {"momentum": c.momentum, "nesterov": c.nesterov}),
+}
+Schedule = torch.optim.lr_scheduler.LRScheduler
+SCHEDULES: dict[str, Callable[["OptimizerConfig", torch.optim.Optimizer, int], Schedule | None]] = {
+    "none": lambda cfg, optimizer, max_epochs: None,
+    "cosine": lambda cfg, optimizer, max_epochs: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, max_epochs)),  # anneal to 0 over max_epochs
+    "step": lambda cfg, optimizer, max_epochs: torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=cfg.step_size, gamma=cfg.gamma),
+}
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has single-kernel optimizer steps (several times faster)
+_BETAS = Rule(lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)")
+
+
+@dataclass
+class OptimizerConfig(Checked):
+    """``optimizer=<name>``; see conf/optimizer/*.yaml for what each key does."""
+
+    GROUP = "optimizer"
+    name: str = ruled(MISSING, one_of(OPTIMIZERS))
+    lr: float = ruled(MISSING, above(0))
+    weight_decay: float = ruled(MISSING, at_least(0))
+    schedule: str = ruled(MISSING, one_of(SCHEDULES))
+    step_size: int = ruled(MISSING, above(0))  # epochs between decays (schedule=step)
+    gamma: float = ruled(MISSING, Rule(lambda v: 0 < v <= 1, "must be in (0, 1]"))  # decay factor (schedule=step)
+    clip_grad_norm: float = ruled(MISSING, at_least(0))  # per member, global L2 norm; 0 = off
+    betas: list[float] = ruled(None, _BETAS, factory=lambda: [0.9, 0.999])  # adam, adamw (torch's default)
+    momentum: float = ruled(0.0, within(0, 1))  # sgd
+    nesterov: bool = False  # sgd
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name == "sgd" and self.nesterov:
+            require("optimizer.momentum", self.momentum, self.momentum > 0, "must be > 0 with optimizer.nesterov=true")
+
+
+def build_optimizer(cfg: OptimizerConfig, param_groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
+    """The configured optimizer over ``param_groups`` (each with its own lr and weight_decay)."""
+    kind = OPTIMIZERS[cfg.name]
+    return kind.cls(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in FUSED_DEVICES,
+                    **kind.options(cfg))
+
+
+def build_schedule(cfg: OptimizerConfig, optimizer: torch.optim.Optimizer, max_epochs: int) -> Schedule | None:
+    """Per-epoch learning-rate schedule (stepped by the module after each epoch), or None."""
+    return SCHEDULES[cfg.schedule](cfg, optimizer, max_epochs)

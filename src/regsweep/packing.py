@@ -1,0 +1,110 @@
+"""Which jobs can train as one batched model (a pack), and how many of them fit on a device at once.
+
+Two jobs can share a pack when their configs differ only in member-wise keys: the values a
+packed model holds per member. Everything else (dataset, architecture, batch size, optimizer
+kind, epochs, callbacks, ...) splits packs. The sweeper groups a multirun's jobs by this rule;
+a pack job then trains its members in chunks that fit the device's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Sequence, TypeVar
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+# Keys (or whole groups) whose values may differ inside a pack.
+MEMBERWISE = (
+    "seed",
+    "regularizer.name", "regularizer.l1", "regularizer.l2", "regularizer.scale_by_n_train",
+    "regularizer.grad_noise_std",
+    "model.dropout",
+    "optimizer.lr", "optimizer.weight_decay",
+    "augment",  # each member's minibatch is augmented with its own settings
+    "search",  # a job's Optuna trial
+    "tags", "pack",
+)
+CPU_MEMORY_SHARE = 0.5  # of the available RAM a pack may plan for
+GPU_MEMORY_SHARE = 0.8  # of the free GPU memory
+CPU_MAX_MEMBERS = 64  # past this, a CPU pack is no faster per member; smaller chunks keep results coming
+T = TypeVar("T")
+
+
+def pack_key(cfg: DictConfig) -> str:
+    """The config a job shares with its pack-mates: everything but the member-wise keys, unresolved."""
+    values = OmegaConf.to_container(cfg, resolve=False)
+    values.pop("hydra", None)
+    for key in MEMBERWISE:
+        group, _, name = key.partition(".")
+        node = values.get(group)
+        if not name:
+            values.pop(group, None)
+        elif isinstance(node, dict):
+            node.pop(name, None)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def split_evenly(items: Sequence[T], parts: int) -> list[list[T]]:
+    """``items`` in ``parts`` consecutive runs whose sizes differ by at most one."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    runs, start = [], 0
+    for part in range(parts):
+        end = start + size + (part < extra)
+        runs.append(list(items[start:end]))
+        start = end
+    return runs
+
+
+def group_into_packs(keys: list[str], size: int | str, workers: int = 1) -> list[list[int]]:
+    """Indices of jobs in packs: jobs with equal keys together, in order of their first job.
+
+    ``size`` is "off" (each job alone), an integer (packs of at most that many) or "auto" (one pack
+    per key, split among ``workers`` parallel workers; the pack job bounds it by memory).
+    """
+    by_key: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_key.setdefault(key, []).append(index)
+    packs: list[list[int]] = []
+    for members in by_key.values():
+        if size == "off":
+            packs += [[m] for m in members]
+        elif size == "auto":
+            packs += split_evenly(members, workers)
+        else:
+            packs += split_evenly(members, math.ceil(len(members) / int(size)))
+    return sorted(packs, key=lambda pack: pack[0])
+
+
+def member_bytes(parameters: int, activations_per_sample: int, batch_size: int, optimizer_states: int) -> int:
+    """A member's training memory: weights, gradients and optimizer state, plus the activations autograd keeps."""
+    return 4 * (parameters * (2 + optimizer_states) + 3 * activations_per_sample * batch_size)
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a pack may plan for on ``device``."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_MEMORY_SHARE)
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 1 << 20
+    return int(pages * os.sysconf("SC_PAGE_SIZE") * CPU_MEMORY_SHARE)
+
+
+def chunk_size(per_member: int, budget: int, device: torch.device, members: int) -> int:
+    """How many members train at once: as many as fit in ``budget`` (at least one), capped on a CPU."""
+    fit = max(1, budget // max(1, per_member))
+    cap = members if device.type != "cpu" else CPU_MAX_MEMBERS
+    return max(1, min(members, fit, cap))
+
+
+def optimizer_states(name: str, momentum: float) -> int:
+    """Tensors of optimizer state per parameter: 2 for Adam/AdamW, 1 for SGD with momentum."""
+    return {"adam": 2, "adamw": 2}.get(name, 1 if momentum else 0)
+
+
+def describe_pack(members: int, chunk: int) -> str:
+    chunks = math.ceil(members / chunk)
+    return f"{members} jobs as one batched model" if chunks == 1 else f"{members} jobs in {chunks} chunks of <= {chunk}"

@@ -1,0 +1,46 @@
+"""The end of every multirun: a Hydra callback that summarizes the sweep dir, whoever swept and launched.
+
+``on_multirun_end`` runs after the sweeper returned or failed, in the process that started the
+sweep, so the summary appears with every sweeper and launcher and even when jobs failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    """``hydra.callbacks.sweep_summary``: the seed aggregation (tables, comparisons, plots) of the sweep dir.
+
+    With ``aggregate: false`` (Optuna searches: their study report covers them) only the job table.
+    """
+
+    def __init__(self, aggregate: bool = True) -> None:
+        self.aggregate = aggregate
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        from regsweep.aggregate import AggregateError, aggregate_sweep, job_table  # matplotlib, scipy: only here
+
+        try:
+            if not self.aggregate:
+                print(job_table(sweep_dir))
+                return
+            result = aggregate_sweep(sweep_dir)
+            print(result.console_summary())  # markdown: a plain print keeps it unwrapped
+            print(f"seed summary: {sweep_dir / 'summary.md'}")
+            print(f"next: tensorboard --logdir {sweep_dir}")
+        except AggregateError as error:
+            log.warning("no summary of %s: %s", sweep_dir, error)
+        except Exception as error:  # the jobs' own results stay valid whatever happens here
+            log.error("the summary of %s failed: %s: %s", sweep_dir, type(error).__name__, error)
