@@ -1,13 +1,14 @@
 """Entry point: `python train.py [group=option ...] [-m key=a,b seed=0-9]`. See README.md."""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from regsweep.config import register_configs, register_resolvers
-from regsweep.errors import install_compact_excepthook
+from regsweep.errors import install_compact_excepthook, refuse_null_group_choices
 from regsweep.instantiate import TRUSTED_TARGETS
 
 os.environ.setdefault("REGSWEEP_ROOT", str(Path(__file__).resolve().parent))
@@ -24,4 +25,5 @@ def main(cfg: DictConfig) -> object:
 
 
 if __name__ == "__main__":
+    refuse_null_group_choices(sys.argv[1:], Path(__file__).resolve().parent / "conf")
     main()

@@ -41,7 +41,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     def _make(*overrides: str, tiny: bool = True) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR)):
             extra = [*TINY] if tiny else []
-            return compose("train", overrides=[*extra, *overrides, f"paths.output_dir={tmp_path}"])
+            return compose("train", overrides=[f"paths.output_dir={tmp_path}", *extra, *overrides])  # later ones win
 
     return _make
 

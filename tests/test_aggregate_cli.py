@@ -70,3 +70,20 @@ def test_matplotlib_is_imported_only_for_plots(tmp_path: Path) -> None:
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert completed.stdout.strip() == "False"
+
+
+def test_pairs_default_to_all_and_against_baseline_limits_them(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+
+    def test_acc_pairs() -> list[str]:
+        rows = (tmp_path / "comparisons.csv").read_text().splitlines()
+        return [",".join(row.split(",")[1:3]) for row in rows if row.startswith("test/acc,")]
+
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert test_acc_pairs() == ["regularizer=l1,regularizer=none", "regularizer=l2,regularizer=none",
+                                "regularizer=l2,regularizer=l1"]  # fmt: skip
+    assert main([str(tmp_path), "--no-plots", "--against-baseline"]) == 0
+    assert test_acc_pairs() == ["regularizer=l1,regularizer=none", "regularizer=l2,regularizer=none"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--all-pairs", "--against-baseline"])
+    assert exit_info.value.code == 2

@@ -122,12 +122,18 @@ def test_every_numeric_metric_is_summarized(aggregated: SweepAggregate) -> None:
 def test_comparisons_match_scipy_and_holm(aggregated: SweepAggregate) -> None:
     rows = [r for r in read_csv_rows(aggregated.sweep.sweep_dir / "comparisons.csv") if r["metric"] == "test/acc"]
     pairs = [(r["group"], r["reference"]) for r in rows]
-    assert pairs == [("regularizer=l1", "regularizer=none"), ("regularizer=l2", "regularizer=none")]
-    raw = [sps.ttest_ind(TEST_ACC[name], TEST_ACC["none"], equal_var=False).pvalue for name in ("l1", "l2")]
+    # 3 groups: every pair by default, the baseline's pairs first
+    expected_pairs = [("l1", "none"), ("l2", "none"), ("l2", "l1")]
+    assert pairs == [(f"regularizer={a}", f"regularizer={b}") for a, b in expected_pairs]
+    raw = [sps.ttest_ind(TEST_ACC[a], TEST_ACC[b], equal_var=False).pvalue for a, b in expected_pairs]
     assert [float(r["welch_p"]) for r in rows] == pytest.approx(raw)
-    holm = [min(1.0, 2 * min(raw)), max(min(1.0, 2 * min(raw)), max(raw))]
-    expected_holm = holm if raw[0] < raw[1] else holm[::-1]
-    assert [float(r["welch_p_holm"]) for r in rows] == pytest.approx(expected_holm)
+    order = np.argsort(raw)  # Holm by hand: (3, 2, 1) x the sorted p-values, running maximum, capped at 1
+    step_down = np.minimum(1.0, np.maximum.accumulate([(3 - i) * raw[k] for i, k in enumerate(order)]))
+    expected_holm = np.empty(3)
+    expected_holm[order] = step_down
+    assert [float(r["welch_p_holm"]) for r in rows] == pytest.approx(list(expected_holm))
+    assert float(rows[0]["mean_group"]) == pytest.approx(np.mean(TEST_ACC["l1"]))
+    assert float(rows[0]["mean_reference"]) == pytest.approx(np.mean(TEST_ACC["none"]))
     assert float(rows[0]["difference"]) == pytest.approx(np.mean(TEST_ACC["l1"]) - np.mean(TEST_ACC["none"]))
     assert float(rows[0]["p_improvement"]) == pytest.approx(15.5 / 16)  # one tie (0.92 vs 0.92) in 16 pairs
     loss_rows = [r for r in read_csv_rows(aggregated.sweep.sweep_dir / "comparisons.csv") if r["metric"] == "test/loss"]
@@ -152,7 +158,8 @@ def test_comparison_sentence_format(aggregated: SweepAggregate) -> None:
 
 def test_summary_markdown_has_tables_sentences_and_problem_jobs(aggregated: SweepAggregate) -> None:
     text = (aggregated.sweep.sweep_dir / "summary.md").read_text()
-    headers = ["test acc (%)", "val acc (%)", "test loss", "val error (%)", "gen gap acc (pp)", "sparsity (%)"]
+    headers = ["test acc (%)", "val acc (%)", "test loss", "val loss", "val error (%)", "gen gap acc (pp)",
+               "sparsity < 0.001 (%)"]
     assert all(f"| {header} |" in text for header in [*headers, "epochs", "ok/failed/missing"])
     assert "| regularizer=l1 | 93.50 ± 0.65 |" in text
     assert "- regularizer=l1 vs regularizer=none: +3.00 pp test accuracy" in text
@@ -241,7 +248,7 @@ def test_optuna_like_sweep_with_single_trials_and_regression_metrics(tmp_path: P
         overrides = [f"optimizer.lr={10.0 ** -(trial + 1)}", f"model.dropout={trial / 10}"]
         make_job(tmp_path, trial, overrides, 0.8 + trial / 100, classification=False)
     result = aggregate_sweep(tmp_path, all_pairs=True)
-    assert len(result.groups) == 4 and result.baseline is None
+    assert len(result.groups) == 4 and result.baseline == "model.dropout=0.0,optimizer.lr=0.1"  # no dropout
     assert len([c for c in result.comparisons if c.metric == "test/loss"]) == 6
     assert summary_row(tmp_path, "model.dropout=0.0,optimizer.lr=0.1", "test/loss")["se"] == "nan"
     text = (tmp_path / "summary.md").read_text()

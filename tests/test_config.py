@@ -36,14 +36,14 @@ def one_member_net(settings, shape: tuple[int, ...], outputs: int) -> PackNet:
 def test_every_option_composes_validates_and_instantiates(make_cfg, group: str, option: str) -> None:
     data = "regression" if group == "model" and option == "mlp" else "digits"
     cfg = make_cfg(f"{group}={option}", *([] if group == "data" else [f"data={data}"]))
-    assert cfg[group] is not None
+    assert (cfg[group] is not None) or option == "none"
     if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
         pytest.skip("trainer=gpu composes; validating and instantiating it needs a GPU")
     settings = validate(cfg)
     if group in ("trainer", "callbacks", "logger"):
-        nodes = [cfg.trainer] if group == "trainer" else [n for n in cfg[group].values() if "_target_" in n]
+        nodes = [cfg.trainer] if group == "trainer" else [n for n in (cfg[group] or {}).values() if "_target_" in n]
         objects = [instantiate_trusted(node) for node in nodes]
-        assert objects and all(obj is not None for obj in objects)
+        assert all(obj is not None for obj in objects) and bool(objects) == (option != "none")
     shape, outputs = ((2,), 1) if isinstance(settings.data, RegressionDataConfig) else ((1, 8, 8), 10)
     net = one_member_net(settings, shape, outputs)
     assert net(torch.zeros(1, 3, *shape)).shape == (1, 3, outputs)  # [members, batch, outputs]

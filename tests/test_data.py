@@ -87,11 +87,11 @@ def test_full_batch_and_ordered_batches() -> None:
     assert [len(b.y) for b in SharedBatches(x, y, 4)] == [4, 4, 2]
 
 
-def test_batch_limits_and_budgets_end_a_pass_early() -> None:
+def test_a_batch_limit_ends_a_pass_early_and_every_minibatch_is_counted() -> None:
     x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
-    assert len(list(MemberBatches(x, y, 3, None, members=1, limit=2))) == 2
-    left = iter([True, True, False])
-    assert len(list(MemberBatches(x, y, 3, None, members=1, budget=lambda: next(left)))) == 2
+    handed_out = []
+    batches = MemberBatches(x, y, 3, None, members=1, limit=2, on_minibatch=lambda: handed_out.append(1))
+    assert len(batches) == 2 and len(list(batches)) == 2 and len(handed_out) == 2
 
 
 def test_minibatch_groups_hand_over_the_same_minibatches_in_lists() -> None:

@@ -46,6 +46,7 @@ class RunConfig:
     flush_denormal: bool = MISSING
     minibatches_per_step: int = MISSING
     threads: Any = MISSING  # auto | an integer >= 1
+    last_checkpoint_every_s: Optional[float] = MISSING  # write last.ckpt at most this often (null: only at the end)
     train: bool = MISSING
     test: bool = MISSING
     ckpt_path: Optional[str] = None
@@ -104,6 +105,7 @@ class Settings:
     test: bool = True
     ckpt_path: str | None = None
     tags: tuple[str, ...] = ()
+    last_checkpoint_every_s: float | None = 60.0
 
 
 T = TypeVar("T")
@@ -196,11 +198,16 @@ def validate(cfg: DictConfig) -> Settings:
     require("threads", threads, threads == "auto" or _is_count(threads), "must be auto or an integer >= 1")
     size = OmegaConf.select(cfg, "pack.size", default="auto")
     require("pack.size", size, size in ("auto", PACK_OFF) or _is_count(size), "must be auto, off or an integer >= 1")
+    every = cfg.get("last_checkpoint_every_s", 60.0)
+    require("last_checkpoint_every_s", every, every is None or (isinstance(every, (int, float)) and every >= 0),
+            "must be null (only when the job ends) or a number of seconds >= 0")
+    train, ckpt_path = bool(cfg.get("train", True)), cfg.get("ckpt_path")
+    require("train", train, train or ckpt_path is not None, "false needs ckpt_path=<a checkpoint to evaluate>")
     return Settings(
         seed=seed, task=task, objective=objective, data=data, model=model,
         regularizer=typed("regularizer", RegularizerConfig, cfg.regularizer),
         optimizer=typed("optimizer", OptimizerConfig, cfg.optimizer),
         augment=augment, batches=batches, minibatches_per_step=per_step,
-        train=bool(cfg.get("train", True)), test=bool(cfg.get("test", True)),
-        ckpt_path=cfg.get("ckpt_path"), tags=tuple(cfg.get("tags") or ()),
+        train=train, test=bool(cfg.get("test", True)), ckpt_path=ckpt_path, tags=tuple(cfg.get("tags") or ()),
+        last_checkpoint_every_s=every,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -37,7 +38,9 @@ def run_table(record: ResultRecord) -> Table:
         ("test (kept epoch)", test, "test"),
     ]
     for label, metrics, stage in rows:
-        table.add_row(label, *(fmt(metrics.get(f"{stage}/{name}")) for name in METRIC_COLUMNS))
+        values = [metrics.get(f"{stage}/{name}") for name in METRIC_COLUMNS]
+        if any(value is not None for value in values):  # an evaluation of a checkpoint has test rows only
+            table.add_row(label, *map(fmt, values))
     return table
 
 
@@ -47,4 +50,5 @@ def print_run_summary(record: ResultRecord) -> None:
     if record.stop_reason:
         out.print(f"stopped: {record.stop_reason}")
     out.print(f"outputs: {record.job.dir}")
-    out.print(f"next: tensorboard --logdir {record.job.dir}")
+    if any(Path(record.job.dir).glob("events.out.tfevents.*")):
+        out.print(f"next: tensorboard --logdir {record.job.dir}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import TracebackType
 
 from hydra.errors import CompactHydraException
@@ -37,9 +38,36 @@ class JobFailed(RegsweepError):
     """A job failed; its record holds the reason (raised so that a single run exits non-zero)."""
 
 
+class Interrupted(SystemExit):
+    """A signal stopped the run at a safe point; exits 130 (SIGINT) or 143 (SIGTERM), as shells expect.
+
+    A SystemExit, so that nothing between the signal and the top level mistakes it for a job's
+    failure (Lightning, Hydra's job runner and the sweepers let it through after their bookkeeping).
+    """
+
+    CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(self.CODES.get(signal_name, 1))
+        self.signal_name = signal_name
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal_name}"
+
+
 def describe(error: BaseException) -> str:
     """How a failure is written in records, tables and logs: ``Type: message``."""
     return f"{type(error).__name__}: {error}"
+
+
+def refuse_null_group_choices(arguments: list[str], conf_dir: Path) -> None:
+    """``logger=null`` on the command line: Hydra stops with a long traceback; say what works instead."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if value == "null" and (Path(conf_dir) / key).is_dir():
+            sys.stderr.write(f"{argument}: a config group cannot be set to null on the command line; "
+                             f"use {key}=none (or ~{key}) for none\n")
+            raise SystemExit(2)
 
 
 def install_compact_excepthook() -> None:

@@ -3,16 +3,18 @@
 A job run on its own (``python train.py``, or each job of a multirun with ``pack.size=off``) is a
 pack of one; a pack job (``pack.manifest`` set by the sweeper) trains the jobs the manifest lists,
 whose dirs the sweeper prepared. Either way every job leaves its own ``result.json`` (status ok,
-failed, pruned or interrupted), ``metrics.csv``, ``weights.npz``, kept checkpoint and TensorBoard
-run in its own output dir; aggregation reads those, never the process's return value. One
-member's failure (an invalid value, a diverging loss) never stops its pack-mates.
+failed, pruned or interrupted), ``metrics.csv``, ``weights.npz``, checkpoints and TensorBoard run
+in its own output dir; aggregation reads those, never the process's return value. One member's
+failure (an invalid value, a diverging loss) never stops its pack-mates.
+
+A job whose dir holds ``checkpoints/last.ckpt`` (an interrupted job of a resumed sweep), or that is
+given ``ckpt_path``, continues from that checkpoint; ``train=false`` only evaluates it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,17 +27,20 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from regsweep import checkpoints
 from regsweep.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
 from regsweep.console import print_run_summary
 from regsweep.data.datamodule import MemberData, PackDataModule
 from regsweep.data.sources import load_splits
-from regsweep.errors import JobFailed, describe
+from regsweep.data.splits import Splits
+from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
 from regsweep.instantiate import instantiate_trusted
+from regsweep.interrupts import as_interrupted, stop_at_safe_points
 from regsweep.models import MemberModel
-from regsweep.module import PackModule, MemberSpec, Stop
+from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs
-from regsweep.records import FAILED, OK, JobInfo, ResultRecord
+from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
 from regsweep.threads import configure_threads
 from regsweep.trainer import lightning_arguments
@@ -43,6 +48,7 @@ from regsweep.trainer import lightning_arguments
 log = logging.getLogger(__name__)
 
 HPARAM_KEYS = ("data", "model", "regularizer", "optimizer", "augment")
+DEVICE_STREAMS = ("order", "dropout", "augment", "grad_noise")  # drawn on the training device; init on the CPU
 
 
 def _now() -> str:
@@ -79,13 +85,26 @@ class Member:
     error: BaseException | None = None
     callbacks: list[Any] = field(default_factory=list)
     outputs: MemberOutputs | None = None
+    streams: dict[str, torch.Generator] = field(default_factory=dict)
+    start: dict[str, Any] | None = None  # the checkpoint it continues from (last.ckpt), if any
+    snapshot: dict[str, Any] | None = None  # its state after the last finished epoch, for last.ckpt
     final_state: dict[str, torch.Tensor] | None = None  # weights when it left the pack (or at the end)
+    done: bool = False  # its outcome is decided (it stopped, failed or finished training)
 
     @property
     def checkpoint(self) -> BestCheckpoint | None:
         return next((cb for cb in self.callbacks if isinstance(cb, BestCheckpoint)), None)
 
+    @property
+    def last_path(self) -> Path:
+        return Path(self.job.dir) / checkpoints.CHECKPOINT_DIR / checkpoints.LAST_FILE
+
+    @property
+    def start_epoch(self) -> int:
+        return self.start.get("epochs", 0) if self.start else 0
+
     def fail(self, error: BaseException | str) -> None:
+        self.done = True
         self.record.status = FAILED
         self.record.error = error if isinstance(error, str) else describe(error)
         if isinstance(error, BaseException):
@@ -136,23 +155,23 @@ class PackRun:
         self.members = members
         self.timings: dict[str, float] = {}
         self.module: PackModule | None = None
-
-    @property
-    def training(self) -> list[Member]:
-        return [m for m in self.members if m.record.status != FAILED or m.error is None and m.settings is not None]
+        self.splits: Splits | None = None
 
     def run(self) -> None:
         started = time.perf_counter()
         try:
             self._validate()
-            valid = [m for m in self.members if m.settings is not None]
+            valid = [m for m in self.members if m.settings is not None and not m.done]
             if valid:
-                self._train(valid)
-        except BaseException as error:  # also Ctrl-C: no member may be left without its record
+                self._prepare(valid)
+                for epoch in sorted({m.start_epoch for m in valid}):  # members train together from one epoch
+                    self._train([m for m in valid if m.start_epoch == epoch])
+        except BaseException as error:  # also a signal: no member may be left without its record
+            stop = as_interrupted(error)
             for member in self.members:
-                if member.settings is not None and member.record.status != OK:
-                    member.fail(error)
-            raise
+                if member.settings is not None and not member.done:
+                    self._interrupted(member, stop) if stop is not None else member.fail(error)
+            raise stop if stop is not None else error
         finally:
             for member in self.members:
                 member.record.wall_time_s = round(time.perf_counter() - started, 3)
@@ -166,16 +185,41 @@ class PackRun:
                 member.settings = validate(member.cfg)
                 member.record.params = flat_params(member.cfg)
                 member.record.tags = list(member.settings.tags)
+                member.start = self._checkpoint_to_continue(member)
             except Exception as error:
                 member.fail(error)
 
+    @staticmethod
+    def _checkpoint_to_continue(member: Member) -> dict[str, Any] | None:
+        """``ckpt_path`` if given; else the job's own last.ckpt when it was written by this very config
+        (an interrupted job of a resumed sweep). A given checkpoint may continue a job with other
+        trainer settings (more epochs); its own checkpoint only the same job."""
+        given = member.settings.ckpt_path
+        if given is None:
+            if not member.last_path.exists():
+                return None
+            payload = checkpoints.read_checkpoint(member.last_path, (checkpoints.LAST_FORMAT,))
+            if checkpoints.same_job(payload, member.cfg):
+                log.info("job %s continues from %s (after epoch %d)", member.job.name, member.last_path,
+                         payload["epochs"])
+                return payload
+            log.info("job %s: %s belongs to another config; training from the start", member.job.name,
+                     member.last_path)
+            return None
+        kinds = (checkpoints.LAST_FORMAT,) if member.settings.train else (checkpoints.LAST_FORMAT,
+                                                                          checkpoints.BEST_FORMAT)
+        payload = checkpoints.read_checkpoint(Path(given), kinds)
+        if member.settings.train:
+            checkpoints.check_same_training(payload, member.cfg, Path(given))
+            log.info("job %s continues from %s (after epoch %d)", member.job.name, given, payload["epochs"])
+        return payload
+
     def _phase(self, name: str, started: float) -> float:
         now = time.perf_counter()
-        self.timings[f"{name}_s"] = round(now - started, 3)
+        self.timings[f"{name}_s"] = round(self.timings.get(f"{name}_s", 0.0) + now - started, 3)
         return now
 
-    def _train(self, members: list[Member]) -> None:
-        t = time.perf_counter()
+    def _prepare(self, members: list[Member]) -> None:
         first = members[0]
         configure_threads(first.cfg)
         if first.cfg.get("flush_denormal", True):
@@ -183,37 +227,39 @@ class PackRun:
             # during this job's first parallel op as long as nothing before the job ran torch work.
             torch.set_flush_denormal(True)
         L.seed_everything(first.settings.seed, verbose=False)  # only for code outside the harness's own streams
-        splits = load_splits(first.settings.data)
+        self.splits = load_splits(first.settings.data)
         for member in members:
-            self._describe_data(member, splits)
+            self._describe_data(member)
+
+    def _train(self, members: list[Member]) -> None:
+        t = time.perf_counter()
+        settings, plan, start = members[0].settings, members[0].settings.batches, members[0].start_epoch
+        for member in members:
             member.callbacks = self._member_callbacks(member)
-            member.outputs = MemberOutputs(member.job, member.cfg)
-        settings = first.settings
-        plan = settings.batches
+            member.outputs = MemberOutputs(member.job, member.cfg, purge_step=start if member.start else None)
         trainer: L.Trainer = instantiate_trusted(
-            first.cfg.trainer, callbacks=self._pack_callbacks(first) + [c for m in members for c in m.callbacks],
-            **lightning_arguments(plan.max_epochs, plan.min_epochs))
+            members[0].cfg.trainer, callbacks=self._pack_callbacks(members[0]) + [c for m in members for c in m.callbacks],
+            **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
         device = trainer.strategy.root_device
-        module = PackModule(settings.model, settings.optimizer, [self._spec(m, splits, device) for m in members],
-                            settings.task, splits.input_shape, splits.output_size, plan.max_epochs, plan.min_epochs,
-                            plan.max_steps)
-        self.module = module
-        by_id = {m.id: m for m in members}
-        module.on_member_stop = lambda member, stop: self._stopped(by_id[member], stop)
-        module.metric_sink = lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch)
-        if any(m.outputs.histograms for m in members):
-            module.histogram = lambda member, tag, values, epoch: by_id[member].outputs.histogram(tag, values, epoch)
-        data = {m.id: MemberData(SeedStreams(m.settings.seed).generator("order", device), m.settings.augment,
-                                 SeedStreams(m.settings.seed).generator("augment", device)) for m in members}
-        datamodule = PackDataModule(splits, settings.data.batch_size, data, plan, settings.minibatches_per_step,
-                                    settings.data.split_seed)
+        log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
+                 settings.model.name, settings.model.hidden_sizes, settings.optimizer.name, plan.max_epochs - start,
+                 plan.max_epochs, device)
+        for member in members:
+            member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in DEVICE_STREAMS}
+        module = self.module = self._module(members, device, start)
+        datamodule = PackDataModule(
+            self.splits, settings.data.batch_size,
+            {m.id: MemberData(m.streams["order"], m.settings.augment, m.streams["augment"]) for m in members},
+            plan, settings.minibatches_per_step, settings.data.split_seed,
+            steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
         t = self._phase("setup", t)
-        if settings.train:
-            trainer.fit(module, datamodule=datamodule)
-            for member in members:
-                if member.id in module.active:
-                    member.final_state = module.member_state(member.id)
-                    member.record.status = OK
+        if settings.train and start < plan.max_epochs:
+            with stop_at_safe_points(lambda stop: setattr(module, "interrupt", stop)):
+                trainer.fit(module, datamodule=datamodule)
+        for member in members:
+            if member.id in module.active:
+                member.final_state = module.member_state(member.id)
+                member.record.status, member.done, member.record.steps = OK, True, module.steps_done
         t = self._phase("fit", t)
         tested = [m for m in members if m.record.status == OK]
         if tested and settings.test:
@@ -225,39 +271,133 @@ class PackRun:
             self._finish(member, module)
         self._phase("write", t)
 
-    def _describe_data(self, member: Member, splits: Any) -> None:
-        s = member.settings
+    def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:
+        settings, plan = members[0].settings, members[0].settings.batches
+        module = PackModule(settings.model, settings.optimizer, [self._spec(m) for m in members], settings.task,
+                            self.splits.input_shape, self.splits.output_size, plan.max_epochs, plan.min_epochs,
+                            plan.max_steps, epoch_offset=start,
+                            steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
+        by_id = {m.id: m for m in members}
+        module.on_member_stop = lambda member, stop: self._stopped(by_id[member], stop)
+        module.metric_sink = lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch)
+        module.on_epoch_done = lambda epoch: self._epoch_done([m for m in members if m.id in module.active])
+        if any(m.outputs.histograms for m in members):
+            module.histogram = lambda member, tag, values, epoch: by_id[member].outputs.histogram(tag, values, epoch)
+        if members[0].start:
+            self._continue(members, module)
+        return module
+
+    def _continue(self, members: list[Member], module: PackModule) -> None:
+        """Put back everything the members' checkpoints saved: weights, optimizer, streams, callbacks, rows."""
+        if not members[0].settings.train:  # evaluation only: the checkpoint's weights
+            module.load_member_states({m.id: m.start.get("state_dict") or m.start["training"]["model"]
+                                       for m in members})
+            return
+        module.resume({m.id: m.start["training"] for m in members})
+        for member in members:
+            checkpoints.restore_generators(member.streams, member.start["streams"])
+            checkpoints.restore_generators({"init": module.specs[member.id].model.init}, member.start["init"])
+            for callback in member.callbacks:
+                callback.load_state_dict(member.start["callbacks"].get(callback.state_key, {}))
+            if member.checkpoint is not None:
+                member.checkpoint.best_state = member.start.get("best_state")
+            module.history[member.id] = list(member.start["history"])
+
+    @staticmethod
+    def _who(members: list[Member]) -> str:
+        return f"job {members[0].job.name}" if len(members) == 1 else f"pack of {len(members)} jobs"
+
+    def _epoch_done(self, members: list[Member]) -> None:
+        """After each epoch: a line in the log; remember each training member's state; write last.ckpt when due."""
+        self._log_epoch(members)
+        for member in members:
+            member.snapshot = self._training_checkpoint(member)
+        every = members[0].settings.last_checkpoint_every_s if members else None
+        if members and every is not None and time.perf_counter() - getattr(self, "_saved_at", 0.0) >= every:
+            for member in members:
+                self._save_last(member)
+            self._saved_at = time.perf_counter()
+
+    def _log_epoch(self, members: list[Member]) -> None:
+        if not members:
+            return
+        rows = [self.module.history[m.id][-1] for m in members]
+        epoch, objective = int(rows[0]["epoch"]), members[0].settings.objective
+        values = [row[objective] for row in rows if objective in row]
+        shown = f"{values[0]:.4g}" if len(values) == 1 else f"{min(values):.4g}..{max(values):.4g}"
+        log.info("epoch %d/%d: %s training, %s %s, train/loss %.4g", epoch + 1, members[0].settings.batches.max_epochs,
+                 self._who(members) if len(members) > 1 else "1 job", objective, shown,
+                 sum(row["train/loss"] for row in rows) / len(rows))
+
+    def _training_checkpoint(self, member: Member) -> dict[str, Any]:
+        module = self.module
+        checkpoint = member.checkpoint
+        return {
+            "digest": checkpoints.training_digest(member.cfg), "epochs": module.epoch + 1,
+            "config": OmegaConf.to_container(member.cfg, resolve=True),
+            "steps": module.steps_done, "training": module.training_state(member.id),
+            "streams": checkpoints.generator_states(member.streams),
+            "init": checkpoints.generator_states({"init": module.specs[member.id].model.init}),
+            "callbacks": {cb.state_key: cb.state_dict() for cb in member.callbacks},
+            "best_state": None if checkpoint is None else checkpoint.best_state,
+            "history": list(module.history[member.id]),
+        }
+
+    @staticmethod
+    def _save_last(member: Member) -> None:
+        if member.snapshot is not None:
+            checkpoints.write_checkpoint(member.last_path, checkpoints.LAST_FORMAT, member.snapshot)
+
+    def _interrupted(self, member: Member, stop: Interrupted) -> None:
+        """A signal stopped training: save where the member was, so that the same command continues it."""
+        member.done = True
+        member.record.status = INTERRUPTED
+        self._save_last(member)
+        where = (f"continues after epoch {member.snapshot['epochs']}" if member.snapshot is not None
+                 else "restarts from the beginning (no epoch finished)")
+        member.record.error = f"{stop} during epoch {self.module.epoch if self.module else 0}; resuming {where}"
+        if self.module is not None and member.snapshot is not None:
+            member.record.epochs = member.snapshot["epochs"]
+            member.outputs.write_epochs(member.snapshot["history"])
+        log.warning("job %s: %s", member.job.name, member.record.error)
+
+    def _describe_data(self, member: Member) -> None:
+        s, splits = member.settings, self.splits
         member.record.data = {"task": s.task, "n_train": splits.n_train, "n_val": len(splits.x_val),
                               "n_test": len(splits.x_test)}
         l1, l2 = s.regularizer.applied(splits.n_train)
         member.record.penalty = {"l1": s.regularizer.l1, "l2": s.regularizer.l2, "l1_applied": l1, "l2_applied": l2,
                                  "scale_by_n_train": s.regularizer.scale_by_n_train}
+        if s.data.batch_size is not None and s.data.batch_size >= splits.n_train:
+            log.info("job %s: data.batch_size=%d >= %d training samples: every step is a full batch",
+                     member.job.name, s.data.batch_size, splits.n_train)
 
-    def _spec(self, member: Member, splits: Any, device: torch.device) -> MemberSpec:
-        s, streams = member.settings, SeedStreams(member.settings.seed)
-        l1, l2 = s.regularizer.applied(splits.n_train)
+    def _spec(self, member: Member) -> MemberSpec:
+        s = member.settings
+        l1, l2 = s.regularizer.applied(self.splits.n_train)
         return MemberSpec(
             id=member.id, l1=l1, l2=l2, grad_noise_std=s.regularizer.grad_noise_std, lr=s.optimizer.lr,
             weight_decay=s.optimizer.weight_decay,
-            model=MemberModel(s.model.dropout, streams.generator("init"), streams.generator("dropout", device)),
-            grad_noise=streams.generator("grad_noise", device),
+            model=MemberModel(s.model.dropout, SeedStreams(s.seed).generator("init"), member.streams["dropout"]),
+            grad_noise=member.streams["grad_noise"],
         )
+
+    @staticmethod
+    def _built_callbacks(member: Member) -> list[Any]:
+        return [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
+                if node is not None and "_target_" in node]
 
     def _member_callbacks(self, member: Member) -> list[MemberCallback]:
         """The member-aware callbacks of a member's config, bound to it."""
-        built = [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
-                 if node is not None and "_target_" in node]
-        return [cb.bind(member.id) for cb in built if isinstance(cb, MemberCallback)]
+        return [cb.bind(member.id) for cb in self._built_callbacks(member) if isinstance(cb, MemberCallback)]
 
     def _pack_callbacks(self, member: Member) -> list[Any]:
         """Plain Lightning callbacks (not member-aware) act on the whole pack: built once, from one member."""
-        built = [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
-                 if node is not None and "_target_" in node]
-        return [cb for cb in built if not isinstance(cb, MemberCallback)]
+        return [cb for cb in self._built_callbacks(member) if not isinstance(cb, MemberCallback)]
 
     def _stopped(self, member: Member, stop: Stop) -> None:
-        member.final_state = self.module.member_state(member.id)
-        member.record.stop_reason = stop.reason
+        member.final_state, member.done = self.module.member_state(member.id), True
+        member.record.stop_reason, member.record.steps = stop.reason, self.module.steps_done
         if stop.status == FAILED:
             member.fail(stop.error or stop.reason)
             return
@@ -278,23 +418,35 @@ class PackRun:
         record = member.record
         record.epochs = len(history)
         member.outputs.write_epochs(history)
-        if record.status != OK or not history:
+        if record.status != OK:
+            member.outputs.close()
             return
         checkpoint = member.checkpoint
-        kept_epoch = checkpoint.best_epoch if checkpoint is not None and checkpoint.best_state is not None \
-            else int(history[-1]["epoch"])
-        best = next(row for row in history if int(row["epoch"]) == kept_epoch)
-        record.metrics = {"final": {k: v for k, v in history[-1].items() if k != "epoch"}, "best": dict(best),
-                          "test": module.test_results.get(member.id, {})}
+        kept = checkpoint is not None and checkpoint.best_state is not None
+        kept_epoch = checkpoint.best_epoch if kept else int(history[-1]["epoch"]) if history else None
+        best = next((row for row in history if int(row["epoch"]) == kept_epoch), {})
+        record.metrics = {"final": {k: v for k, v in history[-1].items() if k != "epoch"} if history else {},
+                          "best": dict(best), "test": module.test_results.get(member.id, {})}
         if member.id in module.active:
             member.outputs.write_weights(module.member_weights(member.id))
-        member.outputs.write_checkpoint(self._kept_state(member), kept_epoch, checkpoint)
+        if member.id in module.test_predictions:
+            member.outputs.write_predictions(self.splits.x_test, self.splits.y_test, module.test_predictions[member.id])
+        if history:
+            member.outputs.write_best(self._kept_state(member), kept_epoch, checkpoint)
+            self._save_last(member)  # the end state: ckpt_path=<it> trains the job further
         member.outputs.log_hparams(record, member.settings.objective)
+        member.outputs.close()
+        test = ", ".join(f"{k}={v:.4g}" for k, v in record.metrics["test"].items())
+        log.info("job %s: ok after %d epochs (%s); kept epoch %s; %s", member.job.name, record.epochs,
+                 record.stop_reason or "all epochs", kept_epoch, test or "not tested")
 
-    def objectives(self, member: Member) -> float | tuple[float, ...]:
+    def objectives(self, member: Member) -> float | tuple[float, ...] | None:
         """What a sweep optimizes, from the kept epoch: ``optimized_metric``, then a search's extra objectives."""
+        best = member.record.metrics.get("best")
+        if not best:
+            return None  # evaluation only
         names = [member.settings.objective, *(OmegaConf.select(member.cfg, "search.extra_objectives") or [])]
-        values = tuple(member.record.metrics["best"][name] for name in names)
+        values = tuple(best[name] for name in names)
         return values[0] if len(values) == 1 else values
 
 
@@ -310,9 +462,23 @@ def quiet_lightning() -> None:
     warning (not actionable by users) are dropped.
     """
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Lightning looks for a SLURM job when fit() starts; a job here is one process whoever launched it.
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system.*")
     logging.getLogger("lightning").handlers.clear()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_product_tips)  # the same object: added once per process
+
+
+def refuse_a_sweep_without_multirun() -> None:
+    """``python train.py experiment=regression`` (no -m) would silently train one job of a study."""
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    params = OmegaConf.select(hydra, "sweeper.params")
+    if params and not str(hydra.mode).endswith("MULTIRUN"):
+        study = hydra.runtime.choices.get("experiment") or hydra.runtime.choices.get("hparams_search") or "this config"
+        raise ConfigError("hydra.sweeper.params", dict(params), f"{study} is a sweep: run it with -m "
+                          f"(python train.py -m ...); for one job of it, add hydra.sweeper.params=null")
 
 
 def run(cfg: DictConfig) -> Any:
@@ -324,17 +490,20 @@ def run(cfg: DictConfig) -> Any:
     quiet_lightning()
     manifest = OmegaConf.select(cfg, "pack.manifest")
     if manifest:
-        name, members = manifest_members(Path(manifest))
+        _, members = manifest_members(Path(manifest))
         pack = PackRun(members)
         with MemberOutputs.logging_into([m.job for m in members]):
             pack.run()
         return {m.job.num: pack.objectives(m) for m in members if m.record.status == OK}
     member = current_member(cfg)
+    refuse_a_sweep_without_multirun()
     pack = PackRun([member])
     pack.run()
     if member.record.status == OK:
         print_run_summary(member.record)
         return pack.objectives(member)
+    if member.record.status != FAILED:
+        return None  # pruned by a search: its record says why
     if member.error is not None:
         raise member.error
     raise JobFailed(f"job {member.job.name} {member.record.status}: {member.record.error}")

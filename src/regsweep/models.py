@@ -38,6 +38,21 @@ POOLS: dict[str, type[nn.Module] | None] = {"max": nn.MaxPool2d, "avg": nn.AvgPo
 MODELS: dict[str, type["MLPConfig"]] = {}  # filled below: model name -> its schema
 
 
+@dataclass(frozen=True)
+class Norm:
+    """A normalization option: its layers after a linear or conv layer, and whether it makes that layer's bias redundant."""
+
+    layers: Callable[[int, int, bool], list[nn.Module]]  # (members, features, channel-packed maps?) -> layers
+    absorbs_bias: bool = False
+
+
+NORMS: dict[str, Norm] = {
+    "none": Norm(lambda members, features, maps: []),
+    "batch": Norm(lambda members, features, maps: [PackedNorm("batch", members, features, maps)], absorbs_bias=True),
+    "layer": Norm(lambda members, features, maps: [PackedNorm("layer", members, features, maps)]),
+}
+
+
 @dataclass
 class MLPConfig(Checked):
     """``model=mlp``: Linear -> norm -> activation -> dropout per hidden layer, then Linear."""
@@ -47,7 +62,7 @@ class MLPConfig(Checked):
     hidden_sizes: list[int] = ruled(MISSING, positive_sizes("[512,256]"))
     activation: str = ruled(MISSING, one_of(ACTIVATIONS))
     dropout: float = ruled(MISSING, within(0, 1))  # may differ between the members of a pack
-    norm: str = ruled(MISSING, one_of(("none", "batch", "layer")))  # see NORMS
+    norm: str = ruled(MISSING, one_of(NORMS))
 
 
 @dataclass
@@ -63,46 +78,56 @@ MODELS.update(mlp=MLPConfig, cnn=CNNConfig)
 
 
 class PackedLinear(nn.Module):
-    """n linear layers at once: ``x @ W + b`` with W [n, in, out] (the layout whose backward is fastest)."""
+    """n linear layers at once: ``x @ W + b`` with W [n, in, out] (the layout whose backward is fastest).
 
-    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+    Without a bias when batch norm follows: batch norm subtracts the batch mean, so the bias would
+    only collect rounding noise as gradient, which Adam turns into learning-rate-sized random steps.
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(members, out_features))
+        self.bias = nn.Parameter(torch.empty(members, out_features)) if bias else None
 
     def reset_member(self, member: int, generator: torch.Generator) -> None:
         """nn.Linear's initialization: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
         bound = 1 / math.sqrt(self.weight.shape[1])
         self.weight[member].uniform_(-bound, bound, generator=generator)
-        self.bias[member].uniform_(-bound, bound, generator=generator)
+        if self.bias is not None:
+            self.bias[member].uniform_(-bound, bound, generator=generator)
 
     def member_weight(self, member: int) -> Tensor:
         return self.weight[member].T  # torch's [out, in]
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.bias is None:
+            return torch.bmm(x if x.stride(-1) == 1 else x.contiguous(), self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
 class PackedConv2d(nn.Module):
-    """n conv layers at once on channel-packed maps: one grouped convolution, a group per member."""
+    """n conv layers at once on channel-packed maps: one grouped convolution, a group per member
+    (no bias when batch norm follows, as for PackedLinear)."""
 
-    def __init__(self, members: int, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(self, members: int, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(members, out_channels))
+        self.bias = nn.Parameter(torch.empty(members, out_channels)) if bias else None
 
     def reset_member(self, member: int, generator: torch.Generator) -> None:
         """nn.Conv2d's initialization: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels * k * k."""
         bound = 1 / math.sqrt(self.weight[0, 0].numel())
         self.weight[member].uniform_(-bound, bound, generator=generator)
-        self.bias[member].uniform_(-bound, bound, generator=generator)
+        if self.bias is not None:
+            self.bias[member].uniform_(-bound, bound, generator=generator)
 
     def member_weight(self, member: int) -> Tensor:
         return self.weight[member]
 
     def forward(self, x: Tensor) -> Tensor:
         members = self.weight.shape[0]
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding="same", groups=members)
+        bias = None if self.bias is None else self.bias.flatten()
+        return F.conv2d(x, self.weight.flatten(0, 1), bias, padding="same", groups=members)
 
 
 class PackedNorm(nn.Module):
@@ -124,7 +149,7 @@ class PackedNorm(nn.Module):
         flat = x if self.maps else x.transpose(0, 1).reshape(x.shape[1], members * features)
         out = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
                            self.bias.view(-1), self.training, 0.1, 1e-5)  # nn.BatchNorm's momentum and eps
-        return out if self.maps else out.view(x.shape[1], members, features).transpose(0, 1)
+        return out if self.maps else out.view(x.shape[1], members, features).transpose(0, 1).contiguous()
 
     def _layer_norm(self, x: Tensor) -> Tensor:
         if self.maps:  # over (C, H, W) of each sample and member: a group norm with a group per member
@@ -166,13 +191,6 @@ class Flatten(nn.Module):
         return x.flatten(2)
 
 
-NORMS: dict[str, Callable[[int, int, bool], list[nn.Module]]] = {
-    "none": lambda members, features, maps: [],
-    "batch": lambda members, features, maps: [PackedNorm("batch", members, features, maps)],
-    "layer": lambda members, features, maps: [PackedNorm("layer", members, features, maps)],
-}
-
-
 @dataclass(frozen=True)
 class MemberModel:
     """What one member contributes to the network: its dropout rate and its random streams."""
@@ -187,7 +205,9 @@ def _mlp_layers(cfg: MLPConfig, members: list[MemberModel], in_features: int, ou
     n, width = len(members), in_features
     rates = [m.dropout for m in members]
     for hidden in cfg.hidden_sizes:
-        layers += [PackedLinear(n, width, hidden), *NORMS[cfg.norm](n, hidden, False), ACTIVATIONS[cfg.activation]()]
+        norm = NORMS[cfg.norm]
+        layers += [PackedLinear(n, width, hidden, bias=not norm.absorbs_bias), *norm.layers(n, hidden, False),
+                   ACTIVATIONS[cfg.activation]()]
         if any(rates):
             layers.append(PackedDropout(rates, [m.dropout_masks for m in members]))
         width = hidden
@@ -199,8 +219,9 @@ def _conv_layers(cfg: CNNConfig, n: int, input_shape: tuple[int, ...]) -> tuple[
     pool = POOLS[cfg.pool]
     layers: list[nn.Module] = []
     for out_channels in cfg.channels:
-        layers += [PackedConv2d(n, channels, out_channels, cfg.kernel_size), *NORMS[cfg.norm](n, out_channels, True),
-                   ACTIVATIONS[cfg.activation]()]
+        norm = NORMS[cfg.norm]
+        layers += [PackedConv2d(n, channels, out_channels, cfg.kernel_size, bias=not norm.absorbs_bias),
+                   *norm.layers(n, out_channels, True), ACTIVATIONS[cfg.activation]()]
         if pool is not None and min(height, width) >= 2:
             layers.append(pool(2))
             height, width = height // 2, width // 2
@@ -243,6 +264,39 @@ def penalized_weights(net: PackNet) -> dict[str, Tensor]:
     return {f"{name}.weight": layer.weight for name, layer in net.weight_layers().items()}
 
 
-def member_weights(net: PackNet, member: int) -> dict[str, Tensor]:
-    """One member's penalized weights in torch's layout (Linear [out, in], Conv2d [out, in, k, k])."""
-    return {f"{name}.weight": layer.member_weight(member) for name, layer in net.weight_layers().items()}
+def own_layer_names(net: PackNet, dropout: float) -> dict[str, str]:
+    """Layer name in the pack -> its name in the member's own network.
+
+    A pack has dropout layers when any member drops out; a member whose rate is 0 has none alone,
+    so its layers are numbered as they would be without them (``1.weight``, ``3.weight``).
+    """
+    names, index = {}, 0
+    for name, layer in net.named_children():
+        if isinstance(layer, PackedDropout) and not dropout:
+            continue
+        names[name] = str(index)
+        index += 1
+    return names
+
+
+def member_weights(net: PackNet, member: int, dropout: float) -> dict[str, Tensor]:
+    """One member's penalized weights in torch's layout (Linear [out, in], Conv2d [out, in, k, k]), by own name."""
+    names = own_layer_names(net, dropout)
+    return {f"{names[name]}.weight": layer.member_weight(member) for name, layer in net.weight_layers().items()}
+
+
+def member_state(net: PackNet, member: int, dropout: float) -> dict[str, Tensor]:
+    """One member's slice of every parameter and buffer, keyed as in its own one-member network (cloned)."""
+    names = own_layer_names(net, dropout)
+    return {f"{names[layer]}.{key}": value[member : member + 1].detach().clone()
+            for layer, key, value in ((k.split(".", 1)[0], k.split(".", 1)[1], v) for k, v in net.state_dict().items())}
+
+
+def pack_state(net: PackNet, members: list[tuple[dict[str, Tensor], float]]) -> dict[str, Tensor]:
+    """The state dict of ``net`` from its members' own states (and dropout rates), stacked in member order."""
+    own = [own_layer_names(net, dropout) for _, dropout in members]
+    stacked = {}
+    for key in net.state_dict():
+        layer, rest = key.split(".", 1)
+        stacked[key] = torch.cat([state[f"{names[layer]}.{rest}"] for (state, _), names in zip(members, own)])
+    return stacked

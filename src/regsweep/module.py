@@ -31,12 +31,38 @@ from torch import Tensor, nn
 from regsweep import metrics
 from regsweep.data.batches import Minibatch
 from regsweep.errors import DivergenceError, describe
-from regsweep.models import MemberModel, MLPConfig, PackNet, member_weights, penalized_weights
+from regsweep.models import (
+    MemberModel,
+    MLPConfig,
+    PackNet,
+    member_state,
+    member_weights,
+    pack_state,
+    penalized_weights,
+)
 from regsweep.optim import OptimizerConfig, Schedule, build_optimizer, build_schedule
 from regsweep.penalty import add_gradient_noise, add_penalty_gradient, weight_statistics
 from regsweep.records import FAILED, OK
 
 Row = dict[str, float]
+
+
+def _member_slice(value: Any, index: int) -> Any:
+    """A member's rows of an optimizer state tensor ([members, ...]); scalars (Adam's step) as they are."""
+    if torch.is_tensor(value) and value.dim() > 0:
+        return value[index : index + 1].detach().clone()
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def _group_entries(state: dict[str, Any], groups: int, keep: list[int]) -> dict[str, Any]:
+    """A schedule's state with its per-parameter-group lists cut to the groups in ``keep``."""
+    return {k: [v[g] for g in keep] if isinstance(v, list) and len(v) == groups else v for k, v in state.items()}
+
+
+def _merge_group_entries(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One schedule state from one-group states, in group order (the inverse of ``_group_entries``)."""
+    first = states[0]
+    return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v for k, v in first.items()}
 
 
 @dataclass
@@ -102,7 +128,10 @@ class PackModule(L.LightningModule):
         self.on_member_stop: Callable[[int, Stop], None] = lambda member, stop: None
         self.histogram: Callable[[int, str, Tensor, int], None] | None = None
         self.metric_sink: Callable[[int, Row, int], None] = lambda member, row, epoch: None
+        self.on_epoch_done: Callable[[int], None] = lambda epoch: None  # the pack may save its state here
+        self.interrupt: BaseException | None = None  # set by a signal handler; raised at the next safe point
         self.test_results: dict[int, Row] = {}
+        self.test_predictions: dict[int, Tensor] = {}  # regression: each member's predictions of the test set
         self._totals: dict[str, _Totals] = {}
         self._step_penalty: Tensor | None = None  # this step's penalty per member, for train/penalty
 
@@ -130,34 +159,30 @@ class PackModule(L.LightningModule):
         self._strengths()
 
     def _strengths(self) -> None:
-        specs = [self.specs[m] for m in self.active]
+        """Each net's penalty strengths per member; a term none of a net's members uses is None (not computed)."""
 
         def per_member(values: list[float]) -> Tensor | None:
             return torch.tensor(values, device=self.device) if any(values) else None
 
-        self.l1, self.l2 = per_member([s.l1 for s in specs]), per_member([s.l2 for s in specs])
+        self.strengths = [(per_member([self.specs[m].l1 for m in group]), per_member([self.specs[m].l2 for m in group]))
+                          for group in self.groups]
+        self.penalized = any(l1 is not None or l2 is not None for l1, l2 in self.strengths)
 
     def _position(self, member: int) -> tuple[int, int]:
         g = next(i for i, group in enumerate(self.groups) if member in group)
         return g, self.groups[g].index(member)
 
     def member_state(self, member: int) -> dict[str, Tensor]:
-        """An active member's slice of every parameter and buffer (cloned), keyed like a one-member pack."""
+        """An active member's slice of every parameter and buffer (cloned), keyed as in its own network."""
         g, i = self._position(member)
-        return {f"0.{k}": v[i : i + 1].detach().clone() for k, v in self.nets[g].state_dict().items()}
-
-    def _stacked(self, states: dict[int, dict[str, Tensor]], groups: list[list[int]]) -> dict[str, Tensor]:
-        """The state dict of nets for ``groups``, from one-member states."""
-        stacked = {}
-        for g, group in enumerate(groups):
-            for key in states[group[0]]:
-                stacked[f"{g}.{key.split('.', 1)[1]}"] = torch.cat([states[m][key] for m in group])
-        return stacked
+        return member_state(self.nets[g], i, self.specs[member].model.dropout)
 
     def load_member_states(self, states: dict[int, dict[str, Tensor]]) -> None:
-        """Make the pack exactly these members, with these one-member states (resume, or testing kept epochs)."""
-        ids = [m for m in self.specs if m in states]
-        self._build(ids, self._stacked(states, self._groups_of(ids)))
+        """Make the pack exactly these members, with these states of their own (resume, or testing kept epochs)."""
+        self._build([m for m in self.specs if m in states])
+        self.nets.load_state_dict({f"{g}.{key}": value for g, (net, group) in enumerate(zip(self.nets, self.groups))
+                                   for key, value in pack_state(net, [(states[m], self.specs[m].model.dropout)
+                                                                      for m in group]).items()})
 
     def stop_member(self, member: int, status: str, reason: str) -> None:
         """Take a member out of the pack at the end of this epoch (not before trainer.min_epochs)."""
@@ -169,9 +194,9 @@ class PackModule(L.LightningModule):
         return self.epoch_offset + self.current_epoch
 
     def member_weights(self, member: int) -> dict[str, Tensor]:
-        """An active member's penalized weights in torch's layout, for weights.npz."""
+        """An active member's penalized weights in torch's layout and its own layer names, for weights.npz."""
         g, i = self._position(member)
-        return member_weights(self.nets[g], i)
+        return member_weights(self.nets[g], i, self.specs[member].model.dropout)
 
     # --- forward, loss ------------------------------------------------------------------------------
 
@@ -237,6 +262,7 @@ class PackModule(L.LightningModule):
 
     def training_step(self, group: list[Minibatch], batch_idx: int) -> None:
         """One optimizer step per minibatch of the group, in order: the same updates whatever the group size."""
+        self.check_interrupt()
         optimizer = self.optimizers()
         for minibatch in group:
             output = self(minibatch.x)
@@ -251,8 +277,10 @@ class PackModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """The rest of each member's gradient, on the unscaled data-loss gradient: penalty, then clipping, then noise."""
         self._step_penalty = None
-        if self.l1 is not None or self.l2 is not None:
-            self._step_penalty = add_penalty_gradient(self.weights(), self.l1, self.l2)
+        if self.penalized:
+            self._step_penalty = torch.cat([
+                add_penalty_gradient(list(penalized_weights(net).values()), l1, l2)
+                for net, (l1, l2) in zip(self.nets, self.strengths)])
         if self.optimizer_cfg.clip_grad_norm:
             self._clip(self.optimizer_cfg.clip_grad_norm)
         for net, group in zip(self.nets, self.groups):
@@ -273,16 +301,22 @@ class PackModule(L.LightningModule):
 
     # --- evaluation ---------------------------------------------------------------------------------
 
-    def _evaluate(self, minibatch: Minibatch, stage: str) -> None:
+    def _evaluate(self, minibatch: Minibatch, stage: str) -> Tensor:
         output = self(minibatch.x)
         target = self.targets(output, minibatch.y)
         self._accumulate(stage, output, target, self.data_loss(output, target), None)
+        return output
 
     def validation_step(self, minibatch: Minibatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(minibatch, "val" if dataloader_idx == 0 else "train_eval")
 
     def test_step(self, minibatch: Minibatch, batch_idx: int) -> None:
-        self._evaluate(minibatch, "test")
+        output = self._evaluate(minibatch, "test")
+        if self.task != metrics.CLASSIFICATION:  # a regression job keeps its predictions of the test grid
+            self._predictions.append(output.detach()[..., 0].cpu())
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions: list[Tensor] = []
 
     # --- the end of an epoch ------------------------------------------------------------------------
 
@@ -325,6 +359,58 @@ class PackModule(L.LightningModule):
         if not self.active or (self.max_steps is not None and self.steps_done >= self.max_steps):
             self.trainer.should_stop = True
         self.rows = {}
+        self.on_epoch_done(self.epoch)
+
+    # --- resumable training state -------------------------------------------------------------------
+
+    def training_state(self, member: int) -> dict[str, Any]:
+        """What an active member needs to continue exactly where it is: weights, optimizer, schedule, counters.
+
+        Taken between epochs (after the schedule stepped), so a resumed member starts the next epoch.
+        """
+        g, i = self._position(member)
+        optimizer = self.optimizers().optimizer.state_dict()
+        first = sum(len(list(net.parameters())) for net in self.nets[:g])
+        positions = range(len(list(self.nets[g].parameters())))
+        slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][first + k].items()}
+                  for k in positions if first + k in optimizer["state"]}
+        group = {k: v for k, v in optimizer["param_groups"][g].items() if k != "params"}
+        schedule = None if self.schedule is None else _group_entries(self.schedule.state_dict(), len(self.groups), [g])
+        return {"model": self.member_state(member), "optimizer": {"state": slices, "group": group},
+                "schedule": schedule, "epochs": self.epoch + 1, "steps": self.steps_done}
+
+    def resume(self, states: dict[int, dict[str, Any]]) -> None:
+        """Continue these members from their training states (all taken after the same epoch)."""
+        self.load_member_states({m: state["model"] for m, state in states.items()})
+        self._resumed = states
+
+    def on_fit_start(self) -> None:
+        """Load resumed members' optimizer and schedule state into the optimizer Lightning has just built."""
+        states = getattr(self, "_resumed", None)
+        if not states:
+            return
+        optimizer = self.optimizers().optimizer
+        layout = optimizer.state_dict()
+        state, index = {}, 0
+        for g, group in enumerate(self.groups):
+            for k in range(len(list(self.nets[g].parameters()))):
+                saved = [states[m]["optimizer"]["state"].get(k) for m in group]
+                if all(s is not None for s in saved):
+                    state[index] = {name: torch.cat([s[name] for s in saved]) if saved[0][name].dim() > 0
+                                    else saved[0][name] for name in saved[0]}
+                index += 1
+            layout["param_groups"][g] = {**states[group[0]]["optimizer"]["group"],
+                                         "params": layout["param_groups"][g]["params"]}
+        optimizer.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
+        if self.schedule is not None:
+            merged = _merge_group_entries([states[group[0]]["schedule"] for group in self.groups])
+            self.schedule.load_state_dict(merged)
+        self._resumed = None
+
+    def check_interrupt(self) -> None:
+        """Raise ``interrupt`` at a safe point (between optimizer steps) once a signal asked for it."""
+        if self.interrupt is not None:
+            raise self.interrupt
 
     def _log_histograms(self) -> None:
         weights = {name: w.detach().cpu() for name, w in zip(penalized_weights(self.nets[0]), self.weights())}
@@ -346,6 +432,7 @@ class PackModule(L.LightningModule):
         old_state = self.optimizers().optimizer.state_dict()
         self.load_member_states({m: self.member_state(m) for m in keep})
         self.trainer.optimizers = [self._carry_over(old_groups, old_sizes, old_state)]
+        self.trainer.datamodule.keep(self.active)  # the data module serves the members that train
 
     def _carry_over(self, old_groups: list[list[int]], old_sizes: list[int], old: dict[str, Any]) -> torch.optim.Optimizer:
         """A new optimizer (and schedule) over the rebuilt nets, with each kept member's slice of the old state.
@@ -368,8 +455,7 @@ class PackModule(L.LightningModule):
             new["param_groups"][g_new] = {**old["param_groups"][g_old], "params": new["param_groups"][g_new]["params"]}
         optimizer.load_state_dict({"state": state, "param_groups": new["param_groups"]})
         if self.schedule is not None:
-            schedule_state = {k: [v[g] for g in sources] if isinstance(v, list) and len(v) == len(old_groups) else v
-                              for k, v in self.schedule.state_dict().items()}
+            schedule_state = _group_entries(self.schedule.state_dict(), len(old_groups), sources)
             self.schedule = build_schedule(self.optimizer_cfg, optimizer, self.max_epochs)
             self.schedule.load_state_dict(schedule_state)
         return optimizer
@@ -389,3 +475,6 @@ class PackModule(L.LightningModule):
         names = list(values)
         table = torch.stack([values[name].float() for name in names]).T.tolist()
         self.test_results = {member: dict(zip(names, row)) for member, row in zip(self.active, table)}
+        if self._predictions:
+            predictions = torch.cat(self._predictions, dim=1)
+            self.test_predictions = {member: predictions[i] for i, member in enumerate(self.active)}

@@ -1,8 +1,9 @@
 """Everything one job writes in its own dir, whether it trained alone or in a pack.
 
-``result.json``, ``metrics.csv`` and ``weights.npz`` (formats in :mod:`regsweep.records`), the kept
-checkpoint ``checkpoints/best.ckpt``, ``train.log``, and the runs of the job's own loggers (the
-``logger`` group: TensorBoard event files with per-epoch scalars, weight histograms and HParams).
+``result.json``, ``metrics.csv``, ``weights.npz`` and, for regression, ``predictions.npz`` (formats in
+:mod:`regsweep.records`), ``checkpoints/best.ckpt`` and ``last.ckpt`` (:mod:`regsweep.checkpoints`),
+``train.log``, and the runs of the job's own loggers (the ``logger`` group: TensorBoard event files
+with per-epoch scalars, weight histograms and HParams).
 """
 
 from __future__ import annotations
@@ -13,24 +14,43 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
+from hydra.utils import get_class
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from regsweep import checkpoints
 from regsweep.atomic import atomic_write_bytes
 from regsweep.instantiate import instantiate_trusted
-from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, JobInfo, ResultRecord, write_epochs_csv, write_result, write_weights
+from regsweep.records import (
+    EPOCHS_FILE,
+    PREDICTIONS_FILE,
+    WEIGHTS_FILE,
+    JobInfo,
+    ResultRecord,
+    write_epochs_csv,
+    write_result,
+    write_weights,
+)
 
 HISTOGRAM_BINS = 128  # uniform over [min, max]
-CHECKPOINT_FORMAT = "regsweep-member/1"
 LOG_FILE = "train.log"
 
 
 class MemberOutputs:
-    def __init__(self, job: JobInfo, cfg: DictConfig) -> None:
+    def __init__(self, job: JobInfo, cfg: DictConfig, purge_step: int | None = None) -> None:
+        """``purge_step``: a job continued from its checkpoint drops the TensorBoard events it had written
+        after that epoch (they will be written again), so no epoch appears twice."""
         self.dir, self.cfg = Path(job.dir), cfg
-        self.loggers = [instantiate_trusted(node) for node in (cfg.get("logger") or {}).values()
+        self.loggers = [self._logger(node, purge_step) for node in (cfg.get("logger") or {}).values()
                         if node is not None and "_target_" in node]
+
+    @staticmethod
+    def _logger(node: DictConfig, purge_step: int | None) -> Any:
+        if purge_step is not None and issubclass(get_class(node._target_), TensorBoardLogger):
+            return instantiate_trusted(node, purge_step=purge_step)
+        return instantiate_trusted(node)
 
     @property
     def histograms(self) -> bool:
@@ -63,19 +83,25 @@ class MemberOutputs:
     def write_epochs(self, history: list[dict[str, float]]) -> None:
         write_epochs_csv(self.dir / EPOCHS_FILE, history)
 
+    def write_predictions(self, x: torch.Tensor, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
+        """A regression job's test set, as arrays: inputs [N, 2], targets and predictions [N]."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, x=x.cpu().numpy(), y_true=y_true.reshape(-1).cpu().numpy(),
+                            y_pred=y_pred.reshape(-1).cpu().numpy())
+        atomic_write_bytes(self.dir / PREDICTIONS_FILE, buffer.getvalue())
+
     def write_weights(self, weights: dict[str, torch.Tensor]) -> None:
         write_weights(self.dir / WEIGHTS_FILE, {name: w.detach().cpu().numpy() for name, w in weights.items()})
 
-    def write_checkpoint(self, state: dict[str, torch.Tensor], epoch: int, checkpoint: Any) -> Path:
-        """The kept epoch's weights as a one-member pack, with the config that built them."""
-        dirpath = Path(checkpoint.dirpath) if checkpoint is not None and checkpoint.dirpath else self.dir / "checkpoints"
-        path = dirpath / f"{checkpoint.filename if checkpoint is not None else 'best'}.ckpt"
-        buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "state_dict": {k: v.cpu() for k, v in state.items()},
-                    "monitor": getattr(checkpoint, "monitor", None), "score": getattr(checkpoint, "best_score", None),
-                    "config": OmegaConf.to_container(self.cfg, resolve=True)}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-        return path
+    def write_best(self, state: dict[str, torch.Tensor], epoch: int, checkpoint: Any) -> Path:
+        """The kept epoch's weights (keyed as in the job's own network), with the config that built them."""
+        dirpath = Path(checkpoint.dirpath) if checkpoint is not None and checkpoint.dirpath \
+            else self.dir / checkpoints.CHECKPOINT_DIR
+        path = dirpath / (f"{checkpoint.filename}.ckpt" if checkpoint is not None else checkpoints.BEST_FILE)
+        return checkpoints.write_checkpoint(path, checkpoints.BEST_FORMAT, {
+            "epoch": epoch, "state_dict": {k: v.cpu() for k, v in state.items()},
+            "monitor": getattr(checkpoint, "monitor", None), "score": getattr(checkpoint, "best_score", None),
+            "config": OmegaConf.to_container(self.cfg, resolve=True)})
 
     def log_hparams(self, record: ResultRecord, objective: str) -> None:
         """Hyperparameters with the real final metrics, so TensorBoard's HParams tab compares runs."""
@@ -83,10 +109,19 @@ class MemberOutputs:
         metrics = {f"hp/best_{k.replace('/', '_')}": v for k, v in best.items() if k.startswith("val/")}
         metrics.update({f"hp/{k.replace('/', '_')}": v for k, v in test.items()})
         metrics["hp/epochs"] = float(record.epochs)
-        metrics["hp/objective"] = best[objective]
+        if objective in best:  # an evaluation of a checkpoint has test metrics only
+            metrics["hp/objective"] = best[objective]
         params = {k: str(v) if isinstance(v, (list, tuple)) or v is None else v for k, v in record.params.items()}
+        params["tags"] = ",".join(record.tags)
         for logger in self.loggers:
-            logger.log_hyperparams(params, metrics)
+            if isinstance(logger, TensorBoardLogger):  # its HParams tab pairs them with the metrics
+                logger.log_hyperparams(params, metrics)
+            else:
+                logger.log_hyperparams(params)
+                logger.log_metrics(metrics, step=record.epochs)
+
+    def close(self) -> None:
+        for logger in self.loggers:
             logger.finalize("success")
 
     @staticmethod

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 # Keys (or whole groups) whose values may differ inside a pack.
 MEMBERWISE = (
     "seed",
-    "regularizer.name", "regularizer.l1", "regularizer.l2", "regularizer.scale_by_n_train",
+    "regularizer.name", "regularizer.strength", "regularizer.l1", "regularizer.l2", "regularizer.scale_by_n_train",
     "regularizer.grad_noise_std",
     "model.dropout",
     "optimizer.lr", "optimizer.weight_decay",

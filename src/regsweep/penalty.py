@@ -7,7 +7,7 @@ Every function works on a pack: tensors carry a leading member axis and strength
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import MISSING
@@ -20,11 +20,21 @@ PENALTY_TERMS: dict[str, tuple[str, ...]] = {"none": (), "l1": ("l1",), "l2": ("
 
 
 @dataclass
+class Strengths(Checked):
+    """The lambda each option uses for a term it switches on (``regularizer.strength.l1`` / ``.l2``)."""
+
+    GROUP = "regularizer.strength"
+    l1: float = ruled(MISSING, at_least(0))
+    l2: float = ruled(MISSING, at_least(0))
+
+
+@dataclass
 class RegularizerConfig(Checked):
     """``regularizer=<name>``: which penalty terms are on and how strong; see conf/regularizer/*.yaml."""
 
     GROUP = "regularizer"
     name: str = ruled(MISSING, one_of(PENALTY_TERMS))
+    strength: Strengths = field(default_factory=Strengths)
     l1: float = ruled(MISSING, at_least(0))
     l2: float = ruled(MISSING, at_least(0))
     scale_by_n_train: bool = MISSING  # divide l1 and l2 by the number of training samples
@@ -34,8 +44,11 @@ class RegularizerConfig(Checked):
         super().__post_init__()
         for term in ("l1", "l2"):  # e.g. regularizer=l2 regularizer.l1=1e-4: a mistake for l1l2
             if term not in PENALTY_TERMS[self.name]:
+                with_term = " or ".join(f"regularizer={name}" for name, terms in PENALTY_TERMS.items() if term in terms)
+                hint = ("use regularizer=l1l2 to combine L1 and L2" if PENALTY_TERMS[self.name]
+                        else f"choose {with_term}")
                 require(f"regularizer.{term}", getattr(self, term), getattr(self, term) == 0,
-                        f"must be 0 with regularizer={self.name}; use regularizer=l1l2 to combine L1 and L2")
+                        f"must be 0 with regularizer={self.name}, which has no {term} term; {hint}")
 
     def applied(self, n_train: int) -> tuple[float, float]:
         """(l1, l2) as applied: divided by n_train when the per-sample scaling of some course notes is on."""
@@ -56,7 +69,7 @@ def add_penalty_gradient(weights: list[Tensor], l1: Tensor | None, l2: Tensor | 
     ``l1 * sign(w) + 2 * l2 * w`` (sign(0) = 0, as autograd's) is added in place: a few passes
     over the weights instead of the many autograd makes through the penalty's graph.
     """
-    total = weights[0].new_zeros(weights[0].shape[0])
+    total = weights[0].new_zeros(weights[0].shape[0]).detach()
     for w in weights:
         flat = w.flatten(1)
         if l1 is not None:

@@ -3,7 +3,8 @@
 Every job writes, in its own output dir (whether it trained alone or in a pack):
 - ``result.json``: status, error, overrides, seed, final/best/test metrics, epochs, wall time;
 - ``metrics.csv``: one row per epoch (``epoch`` then ``stage/metric`` columns);
-- ``weights.npz``: the kept epoch's weight matrices (float32), for weight-distribution plots.
+- ``weights.npz``: the kept epoch's weight matrices (float32), for weight-distribution plots;
+- ``predictions.npz`` (regression): the test grid, its targets and the kept epoch's predictions.
 
 Files are written atomically (:mod:`regsweep.atomic`), so a reader never sees half a file.
 """
@@ -25,6 +26,7 @@ from regsweep.atomic import atomic_write_bytes, atomic_write_text
 RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
+PREDICTIONS_FILE = "predictions.npz"  # regression: x [N, 2] test points, y_true [N], y_pred [N] of the kept epoch
 SCHEMA_VERSION = 2
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
 # (resumable from its last checkpoint).
@@ -78,6 +80,7 @@ class ResultRecord:
     seed: int | None
     error: str | None = None
     epochs: int = 0
+    steps: int = 0  # optimizer steps (minibatches) trained
     stop_reason: str | None = None  # why training ended before trainer.max_epochs (early stopping, pruning)
     wall_time_s: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)

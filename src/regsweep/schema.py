@@ -13,6 +13,8 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Collection
 
+from omegaconf import MISSING as OMEGACONF_MISSING
+
 from regsweep.errors import ConfigError
 
 _RULES = "regsweep.rules"
@@ -73,6 +75,8 @@ def check_fields(node: object, prefix: str) -> None:
     for f in fields(node):  # type: ignore[arg-type]
         value = getattr(node, f.name)
         key = f"{prefix}.{f.name}"
+        if value == OMEGACONF_MISSING:  # a schema's placeholder: OmegaConf reports it if it stays unset
+            continue
         number = _NUMBERS.get(str(f.type).removeprefix("Optional[").removesuffix("]"))
         if number is not None and value is not None:
             if isinstance(value, bool) or not isinstance(value, number[0]):

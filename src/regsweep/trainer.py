@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins.environments import LightningEnvironment
 
 from regsweep.errors import ConfigError
 from regsweep.schema import require
@@ -116,7 +117,13 @@ def check_trainer(trainer: Any) -> BatchPlan:
                      values.get("limit_test_batches"), values.get("overfit_batches", 0) or 0)
 
 
-def lightning_arguments(remaining_epochs: int, min_epochs: int) -> dict[str, Any]:
-    """Keyword arguments that override the trainer config: the harness's neutral values and its epoch count."""
+def lightning_arguments(trainer: Any, remaining_epochs: int, min_epochs: int) -> dict[str, Any]:
+    """Keyword arguments that override the trainer config: the harness's neutral values and its epoch count.
+
+    A job is one process on one device, whoever launched it: unless the config names plugins, the
+    trainer gets Lightning's plain environment, so it neither looks for nor reacts to a SLURM job
+    (SLURM time limits and cancellations arrive as signals the harness handles; see job.py).
+    """
+    plugins = trainer.get("plugins") or [LightningEnvironment()]
     return {**HANDLED, "max_epochs": remaining_epochs, "min_epochs": min_epochs, "enable_checkpointing": False,
-            "logger": False, "devices": 1}
+            "logger": False, "devices": 1, "plugins": plugins, "reload_dataloaders_every_n_epochs": 1}

@@ -37,7 +37,9 @@ from regsweep.instantiate import instantiate_trusted
 from regsweep.records import OK, PRUNED
 from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
 from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
+from regsweep.sweep.lock import sweep_dir_lock
 from regsweep.sweep.overrides import expand_integer_ranges, quoted
+from regsweep.sweep.plan import pin_sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,13 @@ def distribution(override: Override) -> BaseDistribution:
         if values and all(isinstance(v, int) for v in values) and len(values) > 1:
             return IntDistribution(min(values), max(values), step=abs(values[1] - values[0]))
         return CategoricalDistribution(values)
-    interval = override.value()
+    interval, key = override.value(), f"hydra.sweeper.params.{override.get_key_element()}"
     log_scale = "log" in interval.tags
+    if not interval.start < interval.end:
+        raise ConfigError(key, override.get_value_element_as_str(), "interval(low, high) needs low < high")
+    if log_scale and interval.start <= 0:
+        raise ConfigError(key, override.get_value_element_as_str(), "a log-scale interval needs low > 0 "
+                          "(a log range cannot hold 0: to switch a term off, choose it in `regularizer`)")
     if isinstance(interval.start, int) and isinstance(interval.end, int):
         return IntDistribution(interval.start, interval.end, log=log_scale)
     return FloatDistribution(interval.start, interval.end, log=log_scale)
@@ -179,9 +186,9 @@ class SearchImpl:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        self.sweep_dir = pin_sweep_dir(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
-        self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def sweep(self, arguments: list[str]) -> None:
         from regsweep.sweep.runner import JobRunner  # the training stack: only when sweeping
@@ -194,11 +201,12 @@ class SearchImpl:
         study = self._open_study(url, {
             "fixed_overrides": sorted([*(f"{name}={value}" for name, value in fixed.items()), *deletions]),
             "seeds_per_trial": self.seeds_per_trial, "objectives": objectives})
-        runner = JobRunner(self.config, self.hydra_context, self.launcher, keep_plan=False)
-        try:
-            self._optimize(study, runner, space, fixed, deletions, objectives, url)
-        finally:
-            log.info("Study report: %s", write_study_report(study, self.sweep_dir, url, self.top_k))
+        with sweep_dir_lock(self.sweep_dir, shared=True):  # workers of a search share it; a grid sweep may not
+            runner = JobRunner(self.config, self.hydra_context, self.launcher)
+            try:
+                self._optimize(study, runner, space, fixed, deletions, objectives, url)
+            finally:
+                log.info("Study report: %s", write_study_report(study, self.sweep_dir, url, self.top_k))
         self._log_best(study, objectives)
 
     def _open_study(self, url: str, signature: dict[str, Any]) -> optuna.Study:
@@ -262,13 +270,13 @@ class SearchImpl:
                     f"++search.report={report and seed == seeds[0]}", *shared]
 
         if OmegaConf.select(self.config, "pack.size", default="auto") != "off":
-            outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds], runner.next_num))
+            outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds]))
             return [[next(outcomes) for _ in seeds] for _ in trials]
-        firsts = runner.run([job(i, seeds[0]) for i in range(len(trials))], runner.next_num)
+        firsts = runner.run([job(i, seeds[0]) for i in range(len(trials))])
         results = [[first] for first in firsts]
         survivors = [i for i, first in enumerate(firsts) if first.status == OK]
         if survivors and len(seeds) > 1:
-            rest = iter(runner.run([job(i, s) for i in survivors for s in seeds[1:]], runner.next_num))
+            rest = iter(runner.run([job(i, s) for i in survivors for s in seeds[1:]]))
             for i in survivors:
                 results[i] += [next(rest) for _ in seeds[1:]]
         return results

@@ -2,15 +2,22 @@
 
 - ``key=a-b`` integer ranges (``seed=0-9``), on the command line and in ``hydra.sweeper.params``;
 - every job's config is composed and checked before the first job starts;
-- jobs are planned (``sweep_plan.json``), grouped into packs and launched by the configured
-  launcher (:class:`regsweep.sweep.runner.JobRunner`); a failed job never stops the others, and
-  the sweep exits non-zero naming the jobs that did not complete.
+- every job is planned before the first one runs (``sweep_plan.json``, each job dir prepared),
+  grouped into packs and launched by the configured launcher
+  (:class:`regsweep.sweep.runner.JobRunner`); a failed job never stops the others, and the sweep
+  exits non-zero naming the jobs that did not complete;
+- the same command on the same ``hydra.sweep.dir`` resumes the sweep: completed jobs are kept,
+  the others run again (an interrupted one from its last checkpoint); another command there is
+  refused, and so is a second process while the first still runs (a lock).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -20,7 +27,9 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from regsweep.errors import RegsweepError
+from regsweep.sweep.lock import sweep_dir_lock
 from regsweep.sweep.overrides import expand_integer_ranges
+from regsweep.sweep.plan import SweepPlan, pin_sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,7 @@ class RegsweepSweeperImpl:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        self.sweep_dir = pin_sweep_dir(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
 
@@ -63,13 +73,42 @@ class RegsweepSweeperImpl:
     def sweep(self, arguments: list[str]) -> Any:
         from regsweep.sweep.runner import JobRunner, failure_message  # the training stack: only when sweeping
 
-        jobs = sweep_jobs(self.arguments(arguments))
-        runner = JobRunner(self.config, self.hydra_context, self.launcher)
-        size = self.max_batch_size or len(jobs)
-        outcomes = []
-        for start in range(0, len(jobs), size):
-            outcomes += runner.run(jobs[start : start + size], first_num=start)
+        arguments = self.arguments(arguments)
+        sweep_dir = self.sweep_dir
+        with sweep_dir_lock(sweep_dir):
+            runner = JobRunner(self.config, self.hydra_context, self.launcher)
+            plan = SweepPlan.load(sweep_dir)
+            if plan is None:
+                outcomes = self._run(runner, arguments, sweep_dir)
+            else:
+                outcomes = self._resume(runner, plan, arguments, sweep_dir)
         failures = failure_message(outcomes)
         if failures:
             raise SweepFailedError(failures)
         return outcomes
+
+    def _run(self, runner: Any, arguments: list[str], sweep_dir: Path) -> list[Any]:
+        """Plan every job (the plan is on disk before the first one starts), then launch them in batches."""
+        jobs = runner.prepare(sweep_jobs(arguments), first_num=0)
+        SweepPlan(arguments, jobs, sys.argv, os.getcwd()).save(sweep_dir)
+        size = self.max_batch_size or len(jobs)
+        return [outcome for start in range(0, len(jobs), size) for outcome in runner.launch(jobs[start : start + size])]
+
+    def _resume(self, runner: Any, plan: SweepPlan, arguments: list[str], sweep_dir: Path) -> list[Any]:
+        """The same sweep again: keep the jobs that completed, run the others (from their checkpoints)."""
+        from regsweep.sweep.runner import SweepPlanError, read_outcome
+
+        if plan.arguments != arguments:
+            raise SweepPlanError(f"{sweep_dir} holds another sweep, planned with: {' '.join(plan.arguments)}\n"
+                                 f"this command sweeps: {' '.join(arguments)}\n"
+                                 "Repeat that sweep's command to resume it, or choose another hydra.sweep.dir.")
+        outcomes = {job.num: read_outcome(job) for job in plan.jobs}
+        todo = [job for job in plan.jobs if not (outcomes[job.num].record and outcomes[job.num].record.complete)]
+        log.info("Resuming %s: %d of %d jobs completed, running the other %d", sweep_dir, len(plan.jobs) - len(todo),
+                 len(plan.jobs), len(todo))
+        if todo:
+            runner.prepare_again(todo)
+            size = self.max_batch_size or len(todo)
+            for start in range(0, len(todo), size):
+                outcomes.update({o.num: o for o in runner.launch(todo[start : start + size])})
+        return [outcomes[job.num] for job in plan.jobs]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from regsweep.aggregate.compare import Comparison, comparison_pairs, compare_groups, resolve_baseline
+from regsweep.aggregate.compare import Baseline, Comparison, comparison_pairs, compare_groups, resolve_baseline
 from regsweep.aggregate.curves import group_curves
 from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
-from regsweep.aggregate.plots import write_plots
+from regsweep.aggregate.plots import PlotFiles, write_plots
 from regsweep.aggregate.tables import console_table, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
@@ -21,6 +21,7 @@ class SweepAggregate:
 
     sweep: Sweep
     baseline: str | None
+    baseline_reason: str
     descriptions: Descriptions  # group label -> metric -> statistics over the group's ok jobs
     comparisons: list[Comparison]
     outputs: list[Path]
@@ -42,31 +43,40 @@ class SweepAggregate:
     def missing(self) -> list[str]:
         return [job.name for job in self.sweep.jobs if job.status == MISSING]
 
+    @property
+    def file_problems(self) -> list[tuple[str, str, str]]:
+        """(job, file, why) for every job file the aggregation could not read (also listed in summary.md)."""
+        return [(job.name, name, why) for job in self.sweep.jobs for name, why in job.file_problems.items()]
+
     def console_summary(self) -> str:
         return console_table(self.sweep, self.descriptions, self.baseline)
 
 
 def aggregate_sweep(
-    sweep_dir: Path, baseline: str | None = None, all_pairs: bool = False, plots: bool = True
+    sweep_dir: Path, baseline: str | None = None, all_pairs: bool | None = None, plots: bool = True
 ) -> SweepAggregate:
     """Group the jobs of ``sweep_dir`` by configuration, summarize and compare them, write the outputs.
 
     Writes summary.csv, comparisons.csv, summary.md, aggregate_tb/ and (with ``plots``) plots/*.png
-    into ``sweep_dir``. Raises ``AggregateError`` for a missing dir, a dir without jobs or an
-    unknown ``baseline`` label.
+    into ``sweep_dir``, and prediction.png into every ok regression job's dir. The baseline is
+    ``baseline`` or else the group with every swept regularization strength at 0; ``all_pairs``
+    None compares every pair of up to 6 groups, True always, False only against the baseline.
+    Unreadable job files are reported in summary.md, never fatal. Raises ``AggregateError`` for a
+    missing dir, a dir without jobs or an unknown ``baseline`` label.
     """
     sweep = load_sweep(Path(sweep_dir))
-    baseline_label = resolve_baseline(sweep, baseline)
+    chosen: Baseline = resolve_baseline(sweep, baseline)
     metrics = metric_names(sweep)
     values = group_metric_values(sweep, metrics)
     descriptions = describe_groups(values)
-    pairs = comparison_pairs([g.label for g in sweep.groups], baseline_label, all_pairs)
+    pairs = comparison_pairs([g.label for g in sweep.groups], chosen.label, all_pairs)
     comparisons = compare_groups(values, metrics, pairs)
     curves = {group.label: group_curves(group) for group in sweep.groups}
-    plot_files = write_plots(sweep, descriptions, curves) if plots else []
+    plot_files = write_plots(sweep, descriptions, curves) if plots else PlotFiles([], [])
     outputs = [
-        *write_reports(sweep, descriptions, comparisons, baseline_label, plot_files),
-        *plot_files,
+        *write_reports(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs),
+        *plot_files.summary,
+        *plot_files.jobs,
         *write_tensorboard_runs(sweep.sweep_dir, curves),
     ]
-    return SweepAggregate(sweep, baseline_label, descriptions, comparisons, outputs)
+    return SweepAggregate(sweep, chosen.label, chosen.reason, descriptions, comparisons, outputs)

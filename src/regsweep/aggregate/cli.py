@@ -18,8 +18,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Summarize a sweep dir over seeds: summary.csv/.md, comparisons, plots, TensorBoard runs.",
     )
     parser.add_argument("sweep_dir", type=Path, help="the multirun dir (holding one sub-dir per job)")
-    parser.add_argument("--baseline", help="group label to compare every group with (default: regularizer=none)")
-    parser.add_argument("--all-pairs", action="store_true", help="also compare every pair of groups")
+    parser.add_argument(
+        "--baseline",
+        help="group label to compare every group with (default: the group with every swept regularization "
+        "strength at 0, else the first group)",
+    )
+    pairs = parser.add_mutually_exclusive_group()
+    pairs.add_argument("--all-pairs", dest="all_pairs", action="store_const", const=True,
+                       help="compare every pair of groups (default for 2-6 groups)")
+    pairs.add_argument("--against-baseline", dest="all_pairs", action="store_const", const=False,
+                       help="compare each group with the baseline only (default for more than 6 groups)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots (faster)")
     return parser.parse_args(argv)
 

@@ -1,16 +1,22 @@
-"""Pairwise comparisons of groups: tests, effect sizes, Holm correction and one plain sentence each."""
+"""Pairwise comparisons of groups: the baseline, which pairs, tests, effect sizes, Holm correction, sentences."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from regsweep.aggregate import stats
-from regsweep.metrics import higher_is_better, is_percent
-from regsweep.aggregate.load import AggregateError, GroupValues, Sweep
+from regsweep.aggregate.load import AggregateError, Group, GroupValues, Sweep, group_label, is_number
+from regsweep.metrics import TASKS, higher_is_better, is_percent, objective
 
-DEFAULT_BASELINE_OVERRIDE = ("regularizer", "none")
+# Config keys whose value 0 means "this kind of regularization is off"; augmentation probabilities too.
+STRENGTH_KEYS = ("regularizer.l1", "regularizer.l2", "regularizer.grad_noise_std", "model.dropout",
+                 "optimizer.weight_decay")  # fmt: skip
+AUGMENT_PREFIX, PROBABILITY_SUFFIX = "augment.", "_p"
+MAX_ALL_PAIRS_GROUPS = 6  # up to 15 pairs by default; more groups are compared with the baseline only
+SIGNIFICANCE = 0.05  # Holm-corrected p below this: the answer names the better group
 # The metrics that get a sentence in summary.md, with the words used in it.
 SENTENCE_METRICS = {
     "test/acc": "test accuracy",
@@ -20,23 +26,79 @@ SENTENCE_METRICS = {
 }
 
 
-def resolve_baseline(sweep: Sweep, baseline: str | None) -> str | None:
-    """The given label (checked), else the group with ``regularizer=none`` if there is one."""
+@dataclass(frozen=True)
+class Baseline:
+    """The reference group of the comparisons, and why it was chosen (summary.md says both)."""
+
+    label: str | None  # None: a single group, nothing to compare
+    reason: str
+
+
+def is_strength_key(key: str) -> bool:
+    return key in STRENGTH_KEYS or (key.startswith(AUGMENT_PREFIX) and key.endswith(PROBABILITY_SUFFIX))
+
+
+def swept_strengths(groups: list[Group]) -> list[str]:
+    """Regularization strengths that differ between groups: what the sweep studies (a fixed dropout is not)."""
+    keys = {k for g in groups for k in [*g.overrides, *(g.record.params if g.record else [])] if is_strength_key(k)}
+    swept = []
+    for key in sorted(keys):
+        values = [g.setting(key) for g in groups]
+        if all(is_number(v) for v in values) and len(set(values)) > 1:
+            swept.append(key)
+    return swept
+
+
+def default_baseline(groups: list[Group]) -> Baseline:
+    """The group with every swept regularization strength at 0 (no penalty, no dropout), else the first group."""
+    if len(groups) < 2:
+        return Baseline(None, "a single group: nothing to compare")
+    keys = swept_strengths(groups)
+    if not keys:
+        return Baseline(groups[0].label, "no regularization strength differs between the groups: the first group")
+    named = ", ".join(keys)
+    unregularized = [g for g in groups if all(g.setting(key) == 0 for key in keys)]
+    if not unregularized:
+        return Baseline(groups[0].label, f"no group has every swept strength ({named}) at 0: the first group")
+    if len(unregularized) == 1:
+        return Baseline(unregularized[0].label, f"the group with every swept strength ({named}) at 0")
+    return Baseline(unregularized[0].label,
+                    f"the first of {len(unregularized)} groups with every swept strength ({named}) at 0")
+
+
+def resolve_baseline(sweep: Sweep, baseline: str | None) -> Baseline:
+    """The given label (checked), else :func:`default_baseline`."""
     labels = [group.label for group in sweep.groups]
-    if baseline is not None:
-        if baseline not in labels:
-            raise AggregateError(f"Unknown baseline group {baseline!r}; groups are: {', '.join(labels)}")
-        return baseline
-    key, value = DEFAULT_BASELINE_OVERRIDE
-    return next((g.label for g in sweep.groups if g.overrides.get(key) == value), None)
+    if baseline is None:
+        return default_baseline(sweep.groups)
+    if baseline not in labels:
+        raise AggregateError(f"Unknown baseline group {baseline!r}; groups are: {', '.join(labels)}")
+    return Baseline(baseline, "chosen with --baseline")
 
 
-def comparison_pairs(labels: list[str], baseline: str | None, all_pairs: bool) -> list[tuple[str, str]]:
-    """(group, reference) pairs: every group against the baseline, then (if asked) every other pair."""
-    pairs = [(label, baseline) for label in labels if baseline is not None and label != baseline]
+def comparison_pairs(labels: list[str], baseline: str | None, all_pairs: bool | None = None) -> list[tuple[str, str]]:
+    """(group, reference) pairs: every group against the baseline, then every other pair.
+
+    ``all_pairs`` None (the default) compares all pairs when there are at most MAX_ALL_PAIRS_GROUPS
+    groups: with few groups every pair is a question worth a test, with many the Holm correction
+    over all pairs would leave no power.
+    """
+    if baseline is None:
+        return []
+    if all_pairs is None:
+        all_pairs = len(labels) <= MAX_ALL_PAIRS_GROUPS
+    pairs = [(label, baseline) for label in labels if label != baseline]
     if all_pairs:
         pairs += [(b, a) for a, b in itertools.combinations(labels, 2) if baseline not in (a, b)]
     return pairs
+
+
+def headline_metric(task: str | None, has_data: Callable[[str], bool]) -> str | None:
+    """The metric of the study's question: the test version of what a sweep selects on by default
+    (accuracy for classification, loss for regression), else its kept-epoch val version."""
+    tasks = [task] if task in TASKS else list(TASKS)
+    names = [objective("auto", t).partition("/")[2] for t in tasks]
+    return next((m for name in names for m in (f"test/{name}", f"best/val/{name}") if has_data(m)), None)
 
 
 @dataclass(frozen=True)
@@ -48,6 +110,8 @@ class Comparison:
     reference: str
     n_group: int
     n_reference: int
+    mean_group: float
+    mean_reference: float
     welch: stats.WelchResult
     welch_p_holm: float
     mannwhitney_u: float
@@ -56,6 +120,11 @@ class Comparison:
     hedges_g: float
     p_improvement: float  # P(a run of group beats a run of reference) + 0.5 P(tie)
     higher_is_better: bool
+
+    @property
+    def testable(self) -> bool:
+        """Two runs on each side at least: otherwise there is a difference but no spread to test it against."""
+        return min(self.n_group, self.n_reference) >= 2
 
 
 def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -> Comparison:
@@ -67,6 +136,8 @@ def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -
         reference=reference,
         n_group=stats.finite(x).size,
         n_reference=stats.finite(y).size,
+        mean_group=stats.mean(x),
+        mean_reference=stats.mean(y),
         welch=stats.welch_t_test(x, y),
         welch_p_holm=math.nan,
         mannwhitney_u=u,
@@ -99,6 +170,13 @@ def format_difference(metric: str, value: float, signed: bool = True) -> str:
     return f"{100 * value:{sign}.2f}" if is_percent(metric) else f"{value:{sign}.3g}"
 
 
+def format_value(metric: str, value: float) -> str:
+    """A mean: accuracy-like in percent (2 decimals), others to 3 significant digits (never 0.0000)."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.2f}%" if is_percent(metric) else f"{value:.3g}"
+
+
 def format_interval(metric: str, low: float, high: float) -> str:
     if not math.isfinite(low):
         return "n/a"
@@ -120,4 +198,53 @@ def comparison_sentence(comparison: Comparison) -> str:
         f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "
         f"95% CI {format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)}, "
         f"{format_p(c.welch_p_holm)} (Holm), n = {c.n_group}/{c.n_reference}"
+    )
+
+
+@dataclass(frozen=True)
+class PairNames:
+    """A pair named by what differs between its two groups; what they share (of the labels) as context."""
+
+    group: str
+    reference: str
+    shared: str  # "" when the groups differ in every labelled override
+
+
+def pair_names(group: Group, reference: Group) -> PairNames:
+    """``regularizer.l1=1e-05`` vs ``regularizer.l1=0``, shared ``regularizer.l2=0``: full labels repeat too much."""
+    keys = list(dict.fromkeys([*group.varying, *reference.varying]))
+    differ = [k for k in keys if group.varying.get(k) != reference.varying.get(k)]
+    shared = {k: group.varying[k] for k in keys if k not in differ}
+
+    def side(g: Group) -> str:
+        return group_label({k: g.varying.get(k, "unset") for k in differ})
+
+    return PairNames(side(group), side(reference), group_label(shared) if shared else "")
+
+
+def verdict(comparison: Comparison, names: PairNames) -> str:
+    """Which group is better, when the Holm-corrected test says the difference is real."""
+    c = comparison
+    if not c.testable:
+        return "fewer than 2 runs on a side: no test"
+    if not (math.isfinite(c.welch_p_holm) and c.welch_p_holm < SIGNIFICANCE):
+        return "no clear difference"
+    group_better = (c.welch.difference > 0) == c.higher_is_better
+    return f"{names.group if group_better else names.reference} is better"
+
+
+def answer_sentence(comparison: Comparison, names: PairNames) -> str:
+    """E.g. ``regularizer=l1 vs regularizer=none: test accuracy 92.15% vs 94.93% (-2.78 pp, 95% CI [...],
+    p = 0.0057 Holm): regularizer=none is better``: the study's question, answered in one line."""
+    c = comparison
+    unit = " pp" if is_percent(c.metric) else ""
+    context = f" (both {names.shared})" if names.shared else ""
+    words = SENTENCE_METRICS.get(c.metric, c.metric)
+    detail = f"{format_difference(c.metric, c.welch.difference)}{unit}"
+    if c.testable:
+        interval = format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)
+        detail += f", 95% CI {interval}, {format_p(c.welch_p_holm)} Holm"
+    return (
+        f"{names.group} vs {names.reference}{context}: {words} {format_value(c.metric, c.mean_group)} vs "
+        f"{format_value(c.metric, c.mean_reference)} ({detail}): {verdict(c, names)}"
     )

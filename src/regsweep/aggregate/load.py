@@ -7,11 +7,16 @@ as "missing" and unreadable records as "failed", so a partial sweep is still rep
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import re
+import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -22,7 +27,9 @@ from regsweep.records import (
     EPOCHS_FILE,
     FAILED,
     OK,
+    PREDICTIONS_FILE,
     RESULT_FILE,
+    WEIGHTS_FILE,
     ResultRecord,
     find_job_dirs,
     read_epochs_csv,
@@ -36,8 +43,17 @@ SEED_KEY = "seed"
 GroupValues = dict[str, dict[str, np.ndarray]]  # group label -> metric -> one value per ok job
 
 
+T = TypeVar("T")
+# What reading a truncated or garbled file raises (zip archives, compressed members, CSV, arrays).
+READ_ERRORS = (OSError, ValueError, KeyError, EOFError, csv.Error, zipfile.BadZipFile, zlib.error)
+
+
 class AggregateError(RegsweepError):
     """The sweep cannot be aggregated (no such dir, no jobs, unknown baseline)."""
+
+
+class UnreadableFile(AggregateError):
+    """A job file that exists but cannot be used (truncated, garbled, empty, wrong shapes)."""
 
 
 @dataclass
@@ -49,6 +65,8 @@ class Job:
     overrides: list[str]
     record: ResultRecord | None
     error: str | None = None  # why the job failed (its own message, or why its record is unreadable)
+    # file name -> why it could not be read: an ok job whose curves, weights or predictions are left out
+    file_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -68,6 +86,22 @@ class Group:
     label: str
     overrides: dict[str, str]
     jobs: list[Job] = field(default_factory=list)
+    varying: dict[str, str] = field(default_factory=dict)  # the overrides the label is made of
+
+    @property
+    def record(self) -> ResultRecord | None:
+        """A record standing for the group's configuration (every job shares all but the seed)."""
+        return next(iter(self.ok_records), None) or next((j.record for j in self.jobs if j.record), None)
+
+    def setting(self, key: str) -> Any:
+        """The group's value of a config key: from the record's flattened config, else from its override."""
+        record = self.record
+        if record is not None and key in record.params:
+            return record.params[key]
+        if key not in self.overrides:
+            return None
+        number = numeric_value(self.overrides[key])
+        return self.overrides[key] if number is None else number
 
     def with_status(self, status: str) -> list[Job]:
         return [job for job in self.jobs if job.status == status]
@@ -87,6 +121,24 @@ class Sweep:
     @property
     def jobs(self) -> list[Job]:
         return [job for group in self.groups for job in group.jobs]
+
+    @property
+    def varying_keys(self) -> list[str]:
+        """The override keys that tell groups apart, in label order."""
+        return list(dict.fromkeys(key for group in self.groups for key in group.varying))
+
+    @property
+    def task(self) -> str | None:
+        """The jobs' task (classification or regression), from the first record that names it."""
+        records = (job.record for job in self.jobs if job.record is not None)
+        return next((r.data["task"] for r in records if "task" in r.data), None)
+
+
+def numeric_value(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -167,8 +219,9 @@ def load_sweep(sweep_dir: Path) -> Sweep:
     shared = shared_overrides(per_job)
     groups: dict[str, Group] = {}
     for job, overrides in zip(jobs, per_job):
-        label = group_label({k: v for k, v in overrides.items() if k not in shared})
-        groups.setdefault(label, Group(label, overrides)).jobs.append(job)
+        varying = {k: v for k, v in overrides.items() if k not in shared}
+        label = group_label(varying)
+        groups.setdefault(label, Group(label, overrides, varying=varying)).jobs.append(job)
     return Sweep(sweep_dir, list(groups.values()))
 
 
@@ -182,7 +235,7 @@ def record_metrics(record: ResultRecord) -> dict[str, float]:
     flat: dict[str, float] = {}
     for section, values in record.metrics.items():
         for key, value in values.items():
-            if _is_number(value):
+            if is_number(value):
                 flat[key if section == "test" else f"{section}/{key}"] = float(value)
     for name in list(flat):
         derived = next((error for error, acc in DERIVED_ERRORS.items() if base_name(name) == acc), None)
@@ -193,17 +246,88 @@ def record_metrics(record: ResultRecord) -> dict[str, float]:
     return flat
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """A real number (bools are ints to Python, not numbers to a table)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def read_epoch_rows(job: Job) -> list[dict[str, float]]:
-    """A job's per-epoch rows; none when the job left no (readable) ``metrics.csv``."""
-    path = job.dir / EPOCHS_FILE
+def read_job_file(job: Job, name: str, reader: Callable[[Path], T]) -> T | None:
+    """``reader`` of the job's file ``name``: None when absent; None (the reason noted on the job) when unreadable."""
+    path = job.dir / name
+    if not path.exists():
+        return None
     try:
-        return read_epochs_csv(path) if path.exists() else []
-    except (OSError, ValueError):
-        return []
+        return reader(path)
+    except UnreadableFile as exc:
+        job.file_problems[name] = str(exc)
+        return None
+
+
+def unreadable(exc: BaseException) -> UnreadableFile:
+    """The reader's exception as the one type aggregation catches, with its class name kept."""
+    return UnreadableFile(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def load_epoch_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv``; an empty file (a job killed while writing it) is unreadable."""
+    try:
+        rows = read_epochs_csv(path)
+    except READ_ERRORS as exc:
+        raise unreadable(exc) from exc
+    if not rows:
+        raise UnreadableFile("empty file" if path.stat().st_size == 0 else "a header but no epoch rows")
+    return rows
+
+
+def read_epoch_rows(job: Job) -> list[dict[str, float]]:
+    """A job's per-epoch rows; none when it left no ``metrics.csv`` or an unreadable one (noted on the job)."""
+    return read_job_file(job, EPOCHS_FILE, load_epoch_rows) or []
+
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a ``weights.npz``, decompressed once (each access of an archive member decompresses)."""
+    try:
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    except READ_ERRORS as exc:
+        raise unreadable(exc) from exc
+
+
+def read_weights(job: Job) -> dict[str, np.ndarray]:
+    return read_job_file(job, WEIGHTS_FILE, load_weights) or {}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A regression job's test grid: inputs x [N, 2], targets and the kept epoch's predictions [N]."""
+
+    x: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    @property
+    def error(self) -> np.ndarray:
+        return self.y_pred - self.y_true
+
+
+def load_predictions(path: Path) -> Predictions:
+    """A ``predictions.npz``, checked for the shapes the plots rely on."""
+    try:
+        with np.load(path) as archive:
+            x, y_true, y_pred = (np.asarray(archive[k], dtype=float) for k in ("x", "y_true", "y_pred"))
+    except READ_ERRORS as exc:
+        raise unreadable(exc) from exc
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) < 3 or y_true.shape != (len(x),) or y_pred.shape != y_true.shape:
+        raise UnreadableFile(f"unexpected shapes x {x.shape}, y_true {y_true.shape}, y_pred {y_pred.shape}")
+    if not all(np.isfinite(a).all() for a in (x, y_true, y_pred)):
+        raise UnreadableFile("non-finite values (a surface cannot be drawn through NaN or inf)")
+    if not np.all(np.ptp(x, axis=0) > 0):
+        raise UnreadableFile("the test points do not span a 2-D region")
+    return Predictions(x, y_true, y_pred)
+
+
+def read_predictions(job: Job) -> Predictions | None:
+    return read_job_file(job, PREDICTIONS_FILE, load_predictions)
 
 
 def metric_order(metric: str) -> tuple[int, str]:

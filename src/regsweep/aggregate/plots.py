@@ -1,48 +1,85 @@
 """PNG plots of a sweep, one function per figure; matplotlib is imported only when plots are asked for.
 
 Figures are drawn on the Agg canvas without pyplot (no global figure state, no display needed)
-and written atomically like every other output.
+and written atomically like every other output. Series are labelled by what differs between
+them only (the overrides every job shares are left out), and legends sit outside the axes.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from regsweep.aggregate.curves import Curve, GroupCurves
-from regsweep.aggregate.load import Group, Sweep, group_label, safe_name
+from regsweep.aggregate.load import (
+    Group,
+    Job,
+    Predictions,
+    Sweep,
+    group_label,
+    load_predictions,
+    numeric_value,
+    read_predictions,
+    read_weights,
+    safe_name,
+)
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_bytes
-from regsweep.metrics import SPARSITY_THRESHOLD, is_percent
-from regsweep.records import OK, WEIGHTS_FILE
+from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, is_percent
+from regsweep.records import OK, PREDICTIONS_FILE
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
+    from matplotlib.contour import ContourSet
     from matplotlib.figure import Figure
 
 PLOTS_DIR = "plots"
-LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay")
+PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
+LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
-VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "final/weights/sparsity")
-CURVE_PANELS = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/acc", "val/acc")}
+VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "best/weights/sparsity")
+CURVE_PANELS = {"loss": "loss", "accuracy": "acc"}  # panel -> metric, drawn for val and a train stage
+TRAIN_STAGES = ("train_eval", "train")  # the eval-mode pass (what gen_gap uses) when the jobs logged it
+SECTION_WORDS = {"best/": "kept epoch", "final/": "last epoch", "test/": "test set, kept epoch's weights"}
+LOG_SPAN = 10.0  # positive values spanning this factor or more get a log axis
 MAGNITUDE_FLOOR = 1e-8  # exact zeros are drawn at this |w| on the log-magnitude axis
 MAX_LEGEND_ENTRIES = 12
+LEGEND_WRAP = 32  # characters per legend line
+LEGEND_WIDTH = 2.8  # inches added to a figure for its legend on the right
 DPI = 110
 Colors = dict[str, tuple[float, ...]]  # label -> RGBA, the same in every figure
 
 
-def new_figure(panels: int, panel_size: tuple[float, float] = (5.0, 3.6)) -> tuple["Figure", list["Axes"]]:
+@dataclass(frozen=True)
+class PlotFiles:
+    summary: list[Path]  # under plots/, shown in summary.md
+    jobs: list[Path]  # one prediction.png per regression job
+
+
+# --- figure plumbing --------------------------------------------------------------------------------
+
+
+def new_figure(
+    panels: int, panel_size: tuple[float, float] = (5.0, 3.6), columns: int = 3, legend: bool = False
+) -> tuple["Figure", list["Axes"]]:
+    """A constrained-layout figure of ``panels`` axes; ``legend`` leaves room on the right for one."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    columns = min(panels, 3)
+    columns = min(panels, columns)
     rows = math.ceil(panels / columns)
-    figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows + 0.8), layout="constrained")
+    width = panel_size[0] * columns + (LEGEND_WIDTH if legend else 0.0)
+    figure = Figure(figsize=(width, panel_size[1] * rows + 0.6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for unused in axes[panels:]:
@@ -66,58 +103,130 @@ def group_colors(labels: list[str]) -> Colors:
     return {label: tuple(colormap(p)) for label, p in zip(labels, positions)}
 
 
-def add_legend(figure: "Figure", axes: "Axes") -> None:
-    """A legend under the figure, left out when there are too many groups to read it (Optuna sweeps)."""
-    handles, labels = axes.get_legend_handles_labels()
+def wrap(label: str, width: int = LEGEND_WRAP) -> str:
+    """A comma-joined label broken between its overrides, so a legend or tick label stays narrow."""
+    spaced = re.sub(r",(?! )", ", ", label)
+    return "\n".join(textwrap.wrap(spaced, width, break_long_words=False, break_on_hyphens=False)) or label
+
+
+def add_legend(figure: "Figure", handles: Sequence["Artist"], labels: Sequence[str]) -> None:
+    """A legend right of the axes (never over the data, never clipped), left out for too many groups."""
     if 0 < len(labels) <= MAX_LEGEND_ENTRIES:
-        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize="small")
+        figure.legend(handles, [wrap(label) for label in labels], loc="outside right upper", fontsize="small")
 
 
-def metric_scale(metric: str) -> tuple[float, str]:
-    """Fractions (accuracies) are shown in percent."""
-    return (100.0, " (%)") if is_percent(metric) else (1.0, "")
+def axes_legend(figure: "Figure", ax: "Axes") -> None:
+    add_legend(figure, *ax.get_legend_handles_labels())
 
 
-def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: Path) -> Path | None:
-    """Mean ± SE per epoch and group; val solid, train dashed."""
-    tags = {tag for group in curves.values() for tag in group.curves}
-    panels = {name: pair for name, pair in CURVE_PANELS.items() if tags & set(pair)}
-    if not panels:
-        return None
-    figure, axes = new_figure(len(panels))
-    for ax, (name, pair) in zip(axes, panels.items()):
-        for label, group in curves.items():
-            for tag in pair:
-                if tag in group.curves:
-                    draw_band(ax, group.curves[tag], colors[label], tag, label if tag.startswith("val") else None)
-        title = f"{name}: val (solid), train (dashed), ± SE"
-        ax.set(xlabel="epoch", ylabel=name + metric_scale(pair[0])[1], title=title)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-    add_legend(figure, axes[0])
-    return save_figure(figure, path)
+def metric_unit(metric: str) -> tuple[float, str]:
+    """Fractions (accuracies) are shown in percent, differences of them (gaps) in percentage points."""
+    if not is_percent(metric):
+        return 1.0, ""
+    return 100.0, " (pp)" if metric in GAP_METRICS else " (%)"
 
 
-def draw_band(ax: "Axes", curve: Curve, color: tuple[float, ...], tag: str, legend_label: str | None) -> None:
-    scale, _ = metric_scale(tag)
-    mean, se = curve.mean * scale, np.nan_to_num(curve.se * scale)
-    style = "-" if tag.startswith("val") else "--"
-    ax.plot(curve.epochs, mean, style, color=color, label=legend_label, linewidth=1.5)
-    ax.fill_between(curve.epochs, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+def metric_title(metric: str) -> str:
+    """``final/gen_gap/acc`` -> ``gen_gap/acc (last epoch)``: the name and when it was measured."""
+    prefix = next((p for p in SECTION_WORDS if metric.startswith(p)), None)
+    if prefix is None:
+        return metric
+    name = metric if prefix == "test/" else metric[len(prefix):]
+    return f"{name} ({SECTION_WORDS[prefix]})"
 
 
-def means_and_errors(descriptions: list[Description | None], scale: float) -> tuple[list[float], list[float]]:
-    """Scaled means and SE error bars (no bar where the SE is undefined, e.g. one seed)."""
-    means = [d.mean * scale if d else math.nan for d in descriptions]
-    errors = [float(np.nan_to_num(d.se * scale)) if d else 0.0 for d in descriptions]
+def single_seed_note(descriptions: Sequence[Description | None]) -> str:
+    """Says when a point has one seed: no error bar there, rather than one that looks like SE = 0."""
+    counts = [d.n for d in descriptions if d is not None and d.n > 0]
+    if counts and all(n == 1 for n in counts):
+        return "n = 1 seed: no error bars"
+    if 1 in counts:
+        return "mean ± SE; no bar: n = 1"
+    return "mean ± SE over seeds"
+
+
+def means_and_errors(descriptions: Sequence[Description | None], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled means and SE error bars; NaN (no bar drawn) where the SE is undefined, e.g. one seed."""
+    means = np.array([d.mean * scale if d else math.nan for d in descriptions])
+    errors = np.array([d.se * scale if d else math.nan for d in descriptions])
     return means, errors
 
 
-def numeric_value(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
+def spans_orders_of_magnitude(values: np.ndarray) -> bool:
+    positive = values[np.isfinite(values)]
+    return positive.size > 1 and bool(np.all(positive > 0)) and positive.max() >= LOG_SPAN * positive.min()
+
+
+def set_y_scale(ax: "Axes", metric: str, values: np.ndarray) -> str:
+    """Log y for positive non-percent values spanning orders of magnitude (a loss at m = 100 vs 1000)."""
+    if not is_percent(metric) and spans_orders_of_magnitude(values):
+        ax.set_yscale("log")
+        return ", log scale"
+    return ""
+
+
+# --- learning curves ----------------------------------------------------------------------------
+
+
+def curve_tags(curves: dict[str, GroupCurves], name: str) -> tuple[str, str] | None:
+    """(train tag, val tag) of a panel; the eval-mode training pass when logged, else the running train mean."""
+    tags = {tag for group in curves.values() for tag in group.curves}
+    train = next((f"{stage}/{name}" for stage in TRAIN_STAGES if f"{stage}/{name}" in tags), None)
+    val = f"val/{name}" if f"val/{name}" in tags else None
+    return (train or "", val or "") if train or val else None
+
+
+def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: Path) -> Path | None:
+    """Mean ± SE per epoch and group; val solid, train dashed; log loss axis when it spans decades."""
+    panels = {name: tags for name, spec in CURVE_PANELS.items() if (tags := curve_tags(curves, spec))}
+    if not panels:
         return None
+    figure, axes = new_figure(len(panels), legend=True)
+    for ax, (name, (train_tag, val_tag)) in zip(axes, panels.items()):
+        drawn = []
+        for label, group in curves.items():
+            for tag in (train_tag, val_tag):
+                if tag in group.curves:
+                    draw_band(ax, group.curves[tag], colors[label], tag)
+                    drawn.append(group.curves[tag].mean)
+        values = np.concatenate(drawn) if drawn else np.empty(0)
+        log_note = set_y_scale(ax, val_tag or train_tag, values)
+        train_words = "train, eval-mode pass" if train_tag.startswith("train_eval") else "train, running mean"
+        ax.set_title(f"{name}: val (solid), {train_words} (dashed)\n{band_note(curves)}{log_note}", fontsize="medium")
+        unit = " (%)" if is_percent(val_tag or train_tag) else ""
+        ax.set(xlabel="epoch", ylabel=name + unit)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    add_legend(figure, *curve_legend(list(curves), colors))
+    return save_figure(figure, path)
+
+
+def band_note(curves: dict[str, GroupCurves]) -> str:
+    """Says when a group has one seed: no band there, rather than a line that looks certain."""
+    seeds = [max((c.n.max(initial=0) for c in g.curves.values()), default=0) for g in curves.values()]
+    if seeds and all(n <= 1 for n in seeds):
+        return "n = 1 seed: no SE band"
+    return "± SE over seeds" + ("; no band: n = 1" if any(n <= 1 for n in seeds) else "")
+
+
+def curve_legend(labels: list[str], colors: Colors) -> tuple[list["Artist"], list[str]]:
+    """One entry per group (its color) after two for the line styles."""
+    from matplotlib.lines import Line2D
+
+    styles = [Line2D([], [], color="black", linestyle=s) for s in ("-", "--")]
+    groups = [Line2D([], [], color=colors[label], linewidth=2) for label in labels]
+    return [*styles, *groups], ["val", "train", *labels]
+
+
+def draw_band(ax: "Axes", curve: Curve, color: tuple[float, ...], tag: str) -> None:
+    scale, _ = metric_unit(tag)
+    mean, se = curve.mean * scale, np.nan_to_num(curve.se * scale)
+    style = "-" if tag.startswith("val") else "--"
+    ax.plot(curve.epochs, mean, style, color=color, linewidth=1.5)
+    ax.fill_between(curve.epochs, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+
+
+# --- metrics against a swept number -------------------------------------------------------------
 
 
 def swept_numeric_keys(groups: list[Group]) -> list[str]:
@@ -133,7 +242,7 @@ def swept_numeric_keys(groups: list[Group]) -> list[str]:
 
 
 def set_x_scale(ax: "Axes", key: str, xs: list[float]) -> None:
-    """Log x for rates and penalty strengths; symlog when the sweep includes 0 (no penalty)."""
+    """Log x for rates, penalty strengths and sample sizes; symlog when the sweep includes 0 (no penalty)."""
     if not any(part in key.lower() for part in LOG_SCALE_KEY_PARTS):
         return
     positive = [x for x in xs if x > 0]
@@ -143,41 +252,65 @@ def set_x_scale(ax: "Axes", key: str, xs: list[float]) -> None:
         ax.set_xscale("symlog", linthresh=min(positive))
 
 
+def strength_axis_label(key: str, groups: list[Group]) -> str:
+    """The swept key (nominal, as typed); says so when the penalty applied is nominal / n_train."""
+    term = key.rpartition(".")[2]
+    records = [g.record for g in groups if g.record is not None]
+    scaled = [r for r in records if r.penalty.get("scale_by_n_train") and f"{term}_applied" in r.penalty]
+    if not scaled:
+        return key
+    sizes = sorted({r.data["n_train"] for r in scaled if "n_train" in r.data})
+    counts = f" (n_train = {', '.join(map(str, sizes))})" if sizes else ""
+    return f"{key}, nominal\napplied = nominal / n_train{counts}"
+
+
+def series_by_other_overrides(groups: list[Group], key: str) -> dict[str, list[Group]]:
+    """One line per setting of the other varying overrides, labelled by those only."""
+    series: dict[str, list[Group]] = {}
+    for group in groups:
+        rest = {k: v for k, v in group.varying.items() if k != key}
+        series.setdefault(group_label(rest), []).append(group)
+    return series
+
+
 def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descriptions, path: Path) -> Path | None:
-    """Mean ± SE of the main final metrics against one swept value; one line per setting of the other overrides."""
+    """Mean ± SE of the main metrics against one swept value; one line per setting of the other overrides."""
     groups = [g for g in sweep.groups if key in g.overrides]
     metrics = [m for m in VS_HYPERPARAMETER_METRICS if has_data(descriptions, [g.label for g in groups], m)]
     if not metrics:
         return None
-    series: dict[str, list[Group]] = {}
-    for group in groups:
-        rest = {k: v for k, v in group.overrides.items() if k != key}
-        series.setdefault(group_label(rest), []).append(group)
+    series = series_by_other_overrides(groups, key)
     series_colors = group_colors(list(series))
-    figure, axes = new_figure(len(metrics))
+    figure, axes = new_figure(len(metrics), legend=len(series) > 1)
     for ax, metric in zip(axes, metrics):
-        scale, unit = metric_scale(metric)
+        scale, unit = metric_unit(metric)
+        shown: list[Description | None] = []
         for name, members in series.items():
             members = sorted(members, key=lambda g: float(g.overrides[key]))
             xs = [float(g.overrides[key]) for g in members]
-            means, errors = means_and_errors([descriptions[g.label].get(metric) for g in members], scale)
+            points = [descriptions[g.label].get(metric) for g in members]
+            means, errors = means_and_errors(points, scale)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name, color=series_colors[name])
+            shown += points
         set_x_scale(ax, key, [float(g.overrides[key]) for g in groups])
-        ax.set(xlabel=key, ylabel=metric + unit, title=f"{metric} (mean ± SE)")
+        log_note = set_y_scale(ax, metric, means_and_errors(shown, scale)[0])
+        ax.set_title(f"{metric_title(metric)}\n{single_seed_note(shown)}{log_note}", fontsize="medium")
+        ax.set(xlabel=strength_axis_label(key, groups), ylabel=metric + unit)
         ax.grid(alpha=0.3)
-    add_legend(figure, axes[0])
+    if len(series) > 1:
+        axes_legend(figure, axes[0])
     return save_figure(figure, path)
+
+
+# --- weights ------------------------------------------------------------------------------------
 
 
 def pooled_weights(group: Group) -> np.ndarray:
     """All weight-matrix values of the group's ok jobs (biases and norms left out: rarely penalized)."""
     arrays = []
     for job in group.with_status(OK):
-        path = job.dir / WEIGHTS_FILE
-        if path.exists():
-            with np.load(path) as archive:
-                parameters = [archive[name] for name in archive.files]  # each access decompresses: once
-            arrays += [p.ravel() for p in parameters if p.ndim >= 2] or [p.ravel() for p in parameters]
+        parameters = list(read_weights(job).values())
+        arrays += [p.ravel() for p in parameters if p.ndim >= 2] or [p.ravel() for p in parameters]
     values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float32)
     return values[np.isfinite(values)]
 
@@ -185,8 +318,9 @@ def pooled_weights(group: Group) -> np.ndarray:
 def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | None:
     """Weight-value densities per group: L1 piles weights at zero, L2 narrows the distribution.
 
-    Left: density of w on a log axis (tails and the spike at 0). Right: density of log10|w|, where
-    the weights L1 drove to (near) zero form their own mode below the sparsity threshold.
+    The weights are those of weights.npz: the kept (best-checkpoint) epoch's, like the sparsity
+    table. Left: density of w on a log axis (tails and the spike at 0). Right: density of
+    log10|w|, with the absolute sparsity cut-offs, where weights L1 drove to zero form their own mode.
     """
     weights = {g.label: w for g in sweep.groups if (w := pooled_weights(g)).size}
     if not weights:
@@ -194,53 +328,191 @@ def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | N
     limit = max(float(np.percentile(np.abs(w), 99.9)) for w in weights.values()) or 1.0
     value_bins = np.linspace(-limit, limit, 121)
     log_bins = np.linspace(math.log10(MAGNITUDE_FLOOR), math.log10(limit), 101)
-    figure, (values_ax, log_ax) = new_figure(2)
+    figure, (values_ax, log_ax) = new_figure(2, legend=True)
     for label, w in weights.items():
         density, _ = np.histogram(w, bins=value_bins, density=True)
         values_ax.stairs(density, value_bins, color=colors[label], label=label, linewidth=1.3)
         magnitudes = np.log10(np.maximum(np.abs(w, dtype=np.float64), MAGNITUDE_FLOOR))
         log_density, _ = np.histogram(magnitudes, bins=log_bins, density=True)
         log_ax.stairs(log_density, log_bins, color=colors[label], linewidth=1.3)
-    values_ax.set(yscale="log", xlabel="weight value", ylabel="density", title="final weights (all seeds pooled)")
-    log_ax.axvline(math.log10(SPARSITY_THRESHOLD), color="gray", linestyle=":")
+    title = "kept-epoch weights (weights.npz)\nweight matrices, all seeds pooled"
+    values_ax.set(yscale="log", xlabel="weight value", ylabel="density (log scale)", title=title)
+    for threshold, style in ((SPARSITY_THRESHOLD, ":"), (SPARSITY_TINY, "-.")):
+        log_ax.axvline(math.log10(threshold), color="gray", linestyle=style, label=f"|w| = {threshold:g}")
+    log_ax.legend(loc="upper left", fontsize="small", title="sparsity cut-offs", title_fontsize="small")
     xlabel = f"log10 |weight| (exact zeros at {math.log10(MAGNITUDE_FLOOR):.0f})"
-    log_ax.set(xlabel=xlabel, ylabel="density", title="weight magnitudes (dotted: sparsity threshold)")
+    log_ax.set(xlabel=xlabel, ylabel="density", title="weight magnitudes\n(same weights)")
     for ax in (values_ax, log_ax):
         ax.grid(alpha=0.3)
-    add_legend(figure, values_ax)
+    axes_legend(figure, values_ax)
     return save_figure(figure, path)
 
 
+# --- generalization gap -------------------------------------------------------------------------
+
+
 def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors, path: Path) -> Path | None:
-    """Final generalization gap per group, mean with SE error bars."""
+    """Last-epoch generalization gap per group, mean with SE error bars (none for one seed)."""
     metrics = [m for m in GAP_METRICS if has_data(descriptions, labels, m)]
     if not metrics:
         return None
-    panel_width = min(max(5.0, 0.7 * len(labels) + 2), 16.0)  # room for the group names, up to a point
-    figure, axes = new_figure(len(metrics), panel_size=(panel_width, 4.2))
+    panel_width = min(max(4.0, 1.5 * len(labels) + 1), 16.0)  # room for the wrapped group names, up to a point
+    figure, axes = new_figure(len(metrics), panel_size=(panel_width, 4.4), columns=2)
+    rotate = len(labels) > 6
     for ax, metric in zip(axes, metrics):
-        scale, unit = metric_scale(metric)
-        means, errors = means_and_errors([descriptions[label].get(metric) for label in labels], scale)
-        ax.bar(range(len(labels)), means, yerr=errors, capsize=4, color=[colors[label] for label in labels])
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+        scale, unit = metric_unit(metric)
+        points = [descriptions[label].get(metric) for label in labels]
+        means, errors = means_and_errors(points, scale)
+        width = 0.6 if len(labels) > 1 else 0.35
+        ax.bar(range(len(labels)), means, yerr=errors, width=width, capsize=4, color=[colors[g] for g in labels])
+        ticks = [f"{label if rotate else wrap(label, 18)}\n(n = {d.n if d else 0})" for label, d in zip(labels, points)]
+        ax.set_xticks(range(len(labels)), ticks, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                      fontsize="small")
+        if len(labels) == 1:
+            ax.set_xlim(-1, 1)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set(ylabel=metric + unit, title=f"{metric} (mean ± SE)")
+        ax.set_title(f"{metric_title(metric)}: val - train\n{single_seed_note(points)}", fontsize="medium")
+        ax.set(ylabel=metric + unit)
         ax.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
 
 
-def write_plots(sweep: Sweep, descriptions: Descriptions, curves: dict[str, GroupCurves]) -> list[Path]:
+# --- regression predictions ---------------------------------------------------------------------
+
+
+def draw_surface(
+    ax: "Axes", x: np.ndarray, z: np.ndarray, levels: np.ndarray, cmap: str, **kwargs: object
+) -> "ContourSet":
+    """A filled contour of z over the 2-D test points (regular grid or not), square axes in input units."""
+    surface = ax.tricontourf(x[:, 0], x[:, 1], z, levels=levels, cmap=cmap, **kwargs)
+    ax.set(xlabel="x1", ylabel="x2", aspect="equal")
+    return surface
+
+
+def add_colorbar(
+    figure: "Figure", surface: "ContourSet", axes: "Axes | list[Axes]", label: str = "", log: bool = False
+) -> None:
+    """A colorbar with round tick values (contour levels are not), labelled at 1-2-5 steps on a log scale."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator
+
+    bar = figure.colorbar(surface, ax=axes, shrink=0.85, label=label)
+    if log:
+        bar.locator = LogLocator(subs=(1.0, 2.0, 5.0))
+        bar.formatter = LogFormatterSciNotation(labelOnlyBase=False)
+    else:
+        bar.locator = MaxNLocator(7)
+    bar.update_ticks()
+
+
+def symmetric_levels(values: np.ndarray, count: int = 21) -> np.ndarray:
+    limit = float(np.max(np.abs(values))) or 1.0
+    return np.linspace(-limit, limit, count)
+
+
+def draw_prediction_plot(predictions: Predictions, title: str, path: Path) -> Path:
+    """Truth, prediction (same color scale) and signed error over the test grid, side by side."""
+    p = predictions
+    low, high = min(p.y_true.min(), p.y_pred.min()), max(p.y_true.max(), p.y_pred.max())
+    levels = np.linspace(low, high if high > low else low + 1.0, 21)
+    figure, (true_ax, pred_ax, error_ax) = new_figure(3, panel_size=(4.2, 3.9))
+    for ax, values, name in ((true_ax, p.y_true, "truth f(x)"), (pred_ax, p.y_pred, "prediction (kept epoch)")):
+        add_colorbar(figure, draw_surface(ax, p.x, values, levels, "viridis"), ax)
+        ax.set_title(name)
+    add_colorbar(figure, draw_surface(error_ax, p.x, p.error, symmetric_levels(p.error), "RdBu_r"), error_ax)
+    error_ax.set_title("error: prediction - truth")
+    mse, worst = float(np.mean(p.error**2)), float(np.max(np.abs(p.error)))
+    figure.suptitle(f"{wrap(title, 110)}\ntest grid: MSE {mse:.3g}, max |error| {worst:.3g}", fontsize="medium")
+    return save_figure(figure, path)
+
+
+def write_prediction_plot(job_dir: Path) -> Path | None:
+    """``prediction.png`` in a regression job's dir, from its ``predictions.npz``: truth, prediction, error.
+
+    Returns None when the job has no ``predictions.npz`` (classification, or test=false); raises
+    ``UnreadableFile`` (an ``AggregateError``) when the file is truncated or garbled.
+    """
+    job_dir = Path(job_dir)
+    source = job_dir / PREDICTIONS_FILE
+    if not source.exists():
+        return None
+    return draw_prediction_plot(load_predictions(source), job_dir.name, job_dir / PREDICTION_PLOT)
+
+
+def is_regression_job(job: Job) -> bool:
+    """An ok job whose record does not say classification (records without a task are tried too)."""
+    return job.ok and job.record is not None and job.record.data.get("task") != CLASSIFICATION
+
+
+def group_predictions(sweep: Sweep) -> dict[str, list[tuple[Job, Predictions]]]:
+    """Label -> the ok regression jobs' readable predictions.
+
+    An unreadable file is noted on its job, and a prediction.png drawn from it earlier is removed:
+    a stale plot must not pass for the job's result.
+    """
+    found: dict[str, list[tuple[Job, Predictions]]] = {}
+    for group in sweep.groups:
+        for job in filter(is_regression_job, group.jobs):
+            if (predictions := read_predictions(job)) is not None:
+                found.setdefault(group.label, []).append((job, predictions))
+            elif PREDICTIONS_FILE in job.file_problems:
+                (job.dir / PREDICTION_PLOT).unlink(missing_ok=True)
+    return found
+
+
+def mean_abs_error(members: list[tuple[Job, Predictions]]) -> tuple[Predictions, np.ndarray, list[float]]:
+    """Mean |error| over the seeds that share the first seed's test grid, and each of those seeds' MSE."""
+    first = members[0][1]
+    errors = [p.error for _, p in members if p.x.shape == first.x.shape and np.allclose(p.x, first.x)]
+    return first, np.mean(np.abs(errors), axis=0), [float(np.mean(e**2)) for e in errors]
+
+
+def plot_group_predictions(predictions: dict[str, list[tuple[Job, Predictions]]], path: Path) -> Path | None:
+    """One panel per group: mean |error| over seeds on the test grid (shared log color scale), truth as contours."""
+    if not predictions:
+        return None
+    from matplotlib.colors import LogNorm
+
+    summaries = {label: mean_abs_error(members) for label, members in predictions.items()}
+    high = max(float(errors.max()) for _, errors, _ in summaries.values()) or 1.0
+    low = high / 1000
+    levels = np.geomspace(low, high, 16)
+    figure, axes = new_figure(len(summaries), panel_size=(4.0, 3.9), columns=math.ceil(math.sqrt(len(summaries))))
+    for ax, (label, (first, errors, mses)) in zip(axes, summaries.items()):
+        surface = draw_surface(ax, first.x, np.clip(errors, low, high), levels, "magma", norm=LogNorm(low, high))
+        ax.tricontour(first.x[:, 0], first.x[:, 1], first.y_true, levels=9, colors="white", linewidths=0.6, alpha=0.7)
+        seeds = f"n = {len(mses)} seed{'s' if len(mses) > 1 else ''}"
+        ax.set_title(f"{wrap(label, 40)}\n{seeds}, test MSE {np.mean(mses):.2g}", fontsize="medium")
+    add_colorbar(figure, surface, axes, "mean |prediction - truth| over seeds (log scale)", log=True)
+    figure.suptitle("test-grid error per group (white: contours of the truth, dashed < 0)", fontsize="medium")
+    return save_figure(figure, path)
+
+
+def write_job_prediction_plots(predictions: dict[str, list[tuple[Job, Predictions]]]) -> list[Path]:
+    """prediction.png per job, titled by its group and seed (the dir name repeats every shared override)."""
+    return [
+        draw_prediction_plot(p, f"{label}, seed {job.record.seed if job.record else '?'}", job.dir / PREDICTION_PLOT)
+        for label, members in predictions.items()
+        for job, p in members
+    ]
+
+
+# --- everything ---------------------------------------------------------------------------------
+
+
+def write_plots(sweep: Sweep, descriptions: Descriptions, curves: dict[str, GroupCurves]) -> PlotFiles:
     """Every figure that the sweep has data for; returns the files written."""
     plots_dir = sweep.sweep_dir / PLOTS_DIR
     labels = [g.label for g in sweep.groups]
     colors = group_colors(labels)
+    predictions = group_predictions(sweep)
     written = [
         plot_learning_curves(curves, colors, plots_dir / "learning_curves.png"),
         plot_weight_histograms(sweep, colors, plots_dir / "weight_histograms.png"),
         plot_generalization_gap(labels, descriptions, colors, plots_dir / "generalization_gap.png"),
+        plot_group_predictions(predictions, plots_dir / "predictions.png"),
     ]
     written += [
         plot_metric_vs_hyperparameter(sweep, key, descriptions, plots_dir / f"vs_{safe_name(key)}.png")
         for key in swept_numeric_keys(sweep.groups)
     ]
-    return [path for path in written if path is not None]
+    return PlotFiles([path for path in written if path is not None], write_job_prediction_plots(predictions))

@@ -14,26 +14,40 @@ from pathlib import Path
 
 from regsweep.aggregate.compare import (
     SENTENCE_METRICS,
+    SIGNIFICANCE,
+    Baseline,
     Comparison,
+    answer_sentence,
     comparison_sentence,
     format_difference,
     format_p,
+    headline_metric,
+    pair_names,
 )
-from regsweep.aggregate.load import MISSING, Group, Sweep, job_order
-from regsweep.console import fmt
+from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
-from regsweep.records import FAILED, OK, RESULT_FILE
+from regsweep.console import fmt
+from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY
+from regsweep.records import EPOCHS_FILE, FAILED, OK, PREDICTIONS_FILE, RESULT_FILE, WEIGHTS_FILE
 
 MAX_ERROR_CHARS = 300
+# What a job loses when one of its files cannot be read (its record, and so its metrics, still count).
+LEFT_OUT = {
+    EPOCHS_FILE: "left out of the learning curves and TensorBoard runs",
+    WEIGHTS_FILE: "left out of the weight histograms",
+    PREDICTIONS_FILE: "no prediction plot; left out of the per-group prediction panels",
+}
+LR_KEY = "optimizer.lr"
 
 
 @dataclass(frozen=True)
 class Column:
     """A table column: mean ± SE of one metric, scaled (x100 for percent).
 
-    ``decimals`` fixes the decimals (percentages); by default they follow the SE (two significant digits).
+    ``decimals`` fixes the decimals (percentages); by default the mean gets the significant digits its
+    SE supports and the SE two, so a loss of 1.2e-5 never prints as 0.0000.
     """
 
     header: str
@@ -46,13 +60,19 @@ RESULT_COLUMNS = (
     Column("test acc (%)", "test/acc", 100, 2),
     Column("val acc (%)", "best/val/acc", 100, 2),
     Column("test loss", "test/loss"),
+    Column("val loss", "best/val/loss"),
     Column("val error (%)", "best/val/error", 100, 2),
     Column("gen gap acc (pp)", "final/gen_gap/acc", 100, 2),
     Column("gen gap loss", "final/gen_gap/loss"),
-    Column("sparsity (%)", "final/weights/sparsity", 100, 1),
     Column("epochs", "epochs", 1, 1),
 )
-CONSOLE_METRICS = {"test/acc", "best/val/acc", "test/loss", "final/gen_gap/loss"}
+# The kept epoch's weights (best/), the ones weights.npz holds and the histograms show.
+SPARSITY_COLUMNS = (
+    Column(f"sparsity < {SPARSITY_THRESHOLD:g} (%)", "best/weights/sparsity", 100, 2),
+    Column(f"sparsity < {SPARSITY_TINY:g} (%)", "best/weights/sparsity_1e-5", 100, 2),
+    Column(f"sparsity < {SPARSITY_RELATIVE:.0%} of layer RMS (%)", "best/weights/sparsity_rel", 100, 2),
+)
+CONSOLE_METRICS = {"test/acc", "best/val/acc", "test/loss", "best/val/loss", "final/gen_gap/loss"}
 CONSOLE_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in CONSOLE_METRICS)
 
 
@@ -90,13 +110,15 @@ def summary_csv(sweep: Sweep, descriptions: Descriptions) -> str:
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
     header = [
-        "metric", "group", "reference", "n_group", "n_reference", "difference", "ci95_low", "ci95_high",
+        "metric", "group", "reference", "n_group", "n_reference", "mean_group", "mean_reference", "difference",
+        "ci95_low", "ci95_high",
         "welch_t", "welch_df", "welch_p", "welch_p_holm", "mannwhitney_u", "mannwhitney_p",
         "mannwhitney_p_holm", "hedges_g", "p_improvement", "better",
     ]  # fmt: skip
     rows = [
         [
-            c.metric, c.group, c.reference, c.n_group, c.n_reference, c.welch.difference, c.welch.ci95_low,
+            c.metric, c.group, c.reference, c.n_group, c.n_reference, c.mean_group, c.mean_reference,
+            c.welch.difference, c.welch.ci95_low,
             c.welch.ci95_high, c.welch.t, c.welch.df, c.welch.p, c.welch_p_holm, c.mannwhitney_u,
             c.mannwhitney_p, c.mannwhitney_p_holm, c.hedges_g, c.p_improvement,
             "higher" if c.higher_is_better else "lower",
@@ -106,19 +128,32 @@ def comparisons_csv(comparisons: list[Comparison]) -> str:
     return csv_text(header, rows)
 
 
-def decimals_for(se: float) -> int:
-    """Enough decimals to show the standard error to two significant digits."""
-    return max(0, 1 - math.floor(math.log10(se))) if math.isfinite(se) and se > 0 else 4
+def significant_digits(mean: float, se: float) -> int:
+    """Digits of the mean down to the SE's second significant digit (2 to 6): no more than the seeds support."""
+    if not (math.isfinite(se) and se > 0 and mean != 0):
+        return 3
+    return min(6, max(2, math.floor(math.log10(abs(mean))) - math.floor(math.log10(se)) + 2))
+
+
+def mean_se_text(mean: float, se: float, decimals: int | None = None) -> str:
+    """``mean ± SE``, or the mean alone when the SE is undefined (one seed)."""
+    if decimals is not None:
+        return f"{mean:.{decimals}f}" + (f" ± {se:.{decimals}f}" if math.isfinite(se) else "")
+    text = significant(mean, significant_digits(mean, se))
+    return text + (f" ± {significant(se, 2)}" if math.isfinite(se) else "")
+
+
+def significant(value: float, digits: int) -> str:
+    """``digits`` significant digits, trailing zeros kept (0.00060, not 0.0006), no bare trailing point."""
+    text = f"{value:#.{digits}g}"
+    mantissa, e, exponent = text.partition("e")
+    return mantissa.rstrip(".") + e + exponent
 
 
 def mean_se_cell(description: Description | None, column: Column) -> str:
     if description is None or description.n == 0:
         return "–"
-    mean, se = description.mean * column.scale, description.se * column.scale
-    decimals = column.decimals if column.decimals is not None else decimals_for(se)
-    if not math.isfinite(se):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {se:.{decimals}f}"
+    return mean_se_text(description.mean * column.scale, description.se * column.scale, column.decimals)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -127,18 +162,22 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...]) -> str:
-    """Mean ± SE per group for the columns the sweep has data for, then the job counts."""
-    present = [c for c in columns if has_data(descriptions, [g.label for g in sweep.groups], c.metric)]
+def present_columns(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...]) -> list[Column]:
+    return [c for c in columns if has_data(descriptions, [g.label for g in sweep.groups], c.metric)]
+
+
+def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...], counts: bool = True) -> str:
+    """Mean ± SE per group for the columns the sweep has data for, then (with ``counts``) the job counts."""
+    present = present_columns(sweep, descriptions, columns)
     rows = [
         [
             group.label,
             *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present),
-            "/".join(map(str, job_counts(group))),
+            *(["/".join(map(str, job_counts(group)))] if counts else []),
         ]
         for group in sweep.groups
     ]
-    return markdown_table(["group", *(c.header for c in present), "ok/failed/missing"], rows)
+    return markdown_table(["group", *(c.header for c in present), *(["ok/failed/missing"] if counts else [])], rows)
 
 
 def job_totals_line(sweep: Sweep) -> str:
@@ -191,7 +230,7 @@ def comparison_details(comparisons: list[Comparison]) -> str:
 def comparisons_section(comparisons: list[Comparison]) -> list[str]:
     """Sentences for the main metrics; a pair with one run on a side (Optuna trials) has no test to report."""
     main = [c for c in comparisons if c.metric in SENTENCE_METRICS]
-    testable = [c for c in main if min(c.n_group, c.n_reference) >= 2]
+    testable = [c for c in main if c.testable]
     if not main:
         return []
     lines = [
@@ -212,48 +251,158 @@ def comparisons_section(comparisons: list[Comparison]) -> list[str]:
     return lines
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())[:MAX_ERROR_CHARS]
+
+
 def problems_section(sweep: Sweep) -> list[str]:
-    """Failed and missing jobs with their errors: a partial sweep must say what it lacks."""
+    """Failed and missing jobs, and unreadable files of ok jobs: a partial sweep must say what it lacks."""
     lines = []
     for group in sweep.groups:
         for job in group.with_status(FAILED):
-            error = " ".join((job.error or "").split())[:MAX_ERROR_CHARS]
-            lines.append(f"- `{job.name}` ({group.label}): failed: {error}")
+            lines.append(f"- `{job.name}` ({group.label}): failed: {one_line(job.error or '')}")
         for job in group.with_status(MISSING):
             reason = f"no {RESULT_FILE} (killed, crashed or still running)"
             lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
-    return ["## Failed and missing jobs", "", *lines, ""] if lines else []
+        for job in group.jobs:
+            for name, reason in job.file_problems.items():
+                consequence = LEFT_OUT.get(name, "left out")
+                lines.append(f"- `{job.name}` ({group.label}): unreadable {name}: {one_line(reason)} ({consequence})")
+    return ["## Problems: failed and missing jobs, unreadable files", "", *lines, ""] if lines else []
+
+
+def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
+                    baseline: Baseline) -> list[str]:
+    """The study's question first: one short line per pair on the headline metric, pairs named by what differs."""
+    labels = [g.label for g in sweep.groups]
+    metric = headline_metric(sweep.task, lambda m: has_data(descriptions, labels, m))
+    pairs = [c for c in comparisons if c.metric == metric]
+    if metric is None or not pairs:
+        return []
+    groups = {g.label: g for g in sweep.groups}
+    all_pairs = len(pairs) == len(labels) * (len(labels) - 1) // 2
+    scope = "every pair of groups" if all_pairs else "each group with the baseline"
+    correction = f"p Holm-corrected over the {len(pairs)} comparisons" if len(pairs) > 1 else "one comparison"
+    return [
+        f"## Answers: {SENTENCE_METRICS.get(metric, metric)}",
+        "",
+        f"Groups differ in {', '.join(sweep.varying_keys)}. Baseline: {baseline.label} ({baseline.reason}). "
+        f"Compared: {scope} ({correction}); a group is called better when p < {SIGNIFICANCE:g}.",
+        "",
+        *(f"- {answer_sentence(c, pair_names(groups[c.group], groups[c.reference]))}" for c in pairs),
+        "",
+    ]
+
+
+def format_setting(value: object) -> str:
+    """A count as an integer, a strength to 3 significant digits, a missing value as a dash."""
+    if not is_number(value):
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.3g}"
+
+
+def penalty_section(sweep: Sweep) -> list[str]:
+    """Nominal and applied penalty strengths (and n_train) per group, where a penalty is swept or scaled.
+
+    With ``regularizer.scale_by_n_train`` the penalty applied is nominal / n_train, which the labels
+    (nominal, from the command line) do not show.
+    """
+    records = {g.label: g.record for g in sweep.groups if g.record is not None and g.record.penalty}
+    penalties = {label: record.penalty for label, record in records.items()}
+    if not penalties:
+        return []
+    names = list(dict.fromkeys(k for p in penalties.values() for k in p))
+    terms = [t for t in names if f"{t}_applied" in names and any(p.get(t) for p in penalties.values())]
+    swept = any(len({p.get(t) for p in penalties.values()}) > 1 for t in terms)
+    scaled = any(p.get("scale_by_n_train") for p in penalties.values())
+    if not terms or not (swept or scaled):
+        return []
+    header = ["group", *(f"{t} {kind}" for t in terms for kind in ("nominal", "applied")), "n_train"]
+    rows = [
+        [label, *(format_setting(p.get(key)) for t in terms for key in (t, f"{t}_applied")),
+         format_setting(records[label].data.get("n_train"))]
+        for label, p in penalties.items()
+    ]
+    note = ("With regularizer.scale_by_n_train=true the penalty applied is nominal / n_train; "
+            "labels and plot axes show the nominal value." if scaled else "No group scales its penalty by n_train.")
+    return ["## Penalty strengths", "", note, "", markdown_table(header, rows), ""]
+
+
+def sparsity_note(sweep: Sweep) -> str:
+    """What each sparsity threshold measures, and why the fixed one can mislead."""
+    lrs = {g.setting(LR_KEY) for g in sweep.groups} - {None}
+    lr = f" at lr = {next(iter(lrs)):g}" if len(lrs) == 1 else ""
+    return (
+        f"Sparsity is the share of weight-matrix entries of the kept epoch (the weights of weights.npz and the "
+        f"histograms) with |w| below {SPARSITY_THRESHOLD:g} (a fixed cut, about one Adam step{lr}: L1 keeps many "
+        f"weights jittering around 0 at that size, so this count partly reflects lr and λ rather than weights that "
+        f"are truly zero), below {SPARSITY_TINY:g} (weights driven to zero in earnest), and below "
+        f"{SPARSITY_RELATIVE:.0%} of their layer's RMS (scale-free). Weights that get no data gradient, such as "
+        "those of always-zero input pixels, end near 0 under any penalty with Adam however small λ is: compare "
+        "with the unpenalized group before reading sparsity as an effect of λ."
+    )
+
+
+def sparsity_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
+    if not present_columns(sweep, descriptions, SPARSITY_COLUMNS):
+        return []
+    table = results_table(sweep, descriptions, SPARSITY_COLUMNS, counts=False)
+    return ["## Sparsity (kept epoch, mean ± SE over seeds)", "", sparsity_note(sweep), "", table, ""]
+
+
+def plots_section(sweep: Sweep, plots: list[Path], job_plots: list[Path]) -> list[str]:
+    if not plots and not job_plots:
+        return []
+    lines = ["## Plots", "", *(f"![{p.stem}]({p.relative_to(sweep.sweep_dir).as_posix()})" for p in plots)]
+    if job_plots:
+        first = job_plots[0].relative_to(sweep.sweep_dir).as_posix()
+        lines += ["", f"Each regression job dir has its own {job_plots[0].name} ({len(job_plots)} jobs), "
+                      f"e.g. [{first}](<{first}>)."]
+    return [*lines, ""]
 
 
 def summary_markdown(
-    sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], baseline: str | None, plots: list[Path]
+    sweep: Sweep,
+    descriptions: Descriptions,
+    comparisons: list[Comparison],
+    baseline: Baseline,
+    plots: list[Path],
+    job_plots: list[Path],
 ) -> str:
     lines = [
         f"# Sweep summary: {sweep.sweep_dir.name}",
         "",
-        f"{job_totals_line(sweep)}. Baseline: {baseline or 'none (compare with --baseline or --all-pairs)'}.",
+        f"{job_totals_line(sweep)}." + (" One group: nothing to compare." if baseline.label is None else ""),
         "",
+        *answers_section(sweep, descriptions, comparisons, baseline),
         "## Results (mean ± SE over seeds)",
         "",
-        "Val metrics are those of the best epoch (the one the checkpoint kept: lowest val loss by default); gaps and sparsity those of the last epoch.",
+        "Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
+        "those of its weights; gaps (val - train, both in eval mode) those of the last epoch.",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
+        *penalty_section(sweep),
+        *sparsity_section(sweep, descriptions),
         *comparisons_section(comparisons),
         *problems_section(sweep),
+        *plots_section(sweep, plots, job_plots),
     ]
-    if plots:
-        lines += ["## Plots", "", *(f"![{p.stem}]({p.relative_to(sweep.sweep_dir).as_posix()})" for p in plots), ""]
     return "\n".join(lines)
 
 
 def write_reports(
-    sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], baseline: str | None, plots: list[Path]
+    sweep: Sweep,
+    descriptions: Descriptions,
+    comparisons: list[Comparison],
+    baseline: Baseline,
+    plots: list[Path],
+    job_plots: list[Path],
 ) -> list[Path]:
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
         "comparisons.csv": comparisons_csv(comparisons),
-        "summary.md": summary_markdown(sweep, descriptions, comparisons, baseline, plots),
+        "summary.md": summary_markdown(sweep, descriptions, comparisons, baseline, plots, job_plots),
     }
     for name, text in texts.items():
         atomic_write_text(sweep.sweep_dir / name, text)

@@ -29,16 +29,16 @@ class MemberBatches:
     ``orders`` holds one generator per member: each pass draws a fresh permutation from each, so
     a member's batch order depends on its seed alone. ``orders=None`` walks the data in its stored
     order (every member alike). ``batch_size=None`` is one full batch; ``limit`` caps the number of
-    minibatches per pass, and ``budget`` (called before each minibatch) can end a pass early.
+    minibatches per pass; ``on_minibatch`` is called for each one handed out (the step count).
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, orders: list[torch.Generator] | None,
-                 members: int, limit: int | None = None, budget: Callable[[], bool] = lambda: True) -> None:
+                 members: int, limit: int | None = None, on_minibatch: Callable[[], None] = lambda: None) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}")
         self.x, self.y, self.orders, self.members = x, y, orders, members
         self.batch_size = min(batch_size or len(x), len(x))
-        self.limit, self.budget = limit, budget
+        self.limit, self.on_minibatch = limit, on_minibatch
 
     def __len__(self) -> int:
         batches = math.ceil(len(self.x) / self.batch_size)
@@ -53,8 +53,7 @@ class MemberBatches:
     def __iter__(self) -> Iterator[Minibatch]:
         order = self._order()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            if not self.budget():
-                return
+            self.on_minibatch()
             index = order[:, start : start + self.batch_size]
             yield Minibatch(self.x[index], self.y[index])
 

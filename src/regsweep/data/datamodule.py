@@ -10,7 +10,9 @@ The contract with :class:`~regsweep.module.PackModule`:
   like); test: the test set.
 
 Batch limits (``trainer.limit_*_batches``, ``overfit_batches``, ``max_steps``) count minibatches
-and evaluation batches of ``data.batch_size`` samples, whatever the group size.
+and evaluation batches of ``data.batch_size`` samples, whatever the group size. Lightning asks for
+the loaders again every epoch, so each epoch's length is exact (the last one under ``max_steps``
+ends where the step budget does, and still validates).
 """
 
 from __future__ import annotations
@@ -84,11 +86,8 @@ class PackDataModule(L.LightningDataModule):
     def _overfit_rows(self) -> int:
         return self._rows(self.plan.overfit, self.splits.n_train)
 
-    def _within_budget(self) -> bool:
-        if self.plan.max_steps is not None and self.steps_done >= self.plan.max_steps:
-            return False
+    def _count_step(self) -> None:
         self.steps_done += 1
-        return True
 
     def train_dataloader(self) -> MinibatchGroups:
         s = self.splits
@@ -99,6 +98,8 @@ class PackDataModule(L.LightningDataModule):
             x, y, orders = s.x_train, s.y_train, [self.members[m].order for m in self.active]
         size = min(self.batch_size or len(x), len(x))
         limit = _count(self.plan.train, math.ceil(len(x) / size))
+        if self.plan.max_steps is not None:  # this epoch ends where the run's step budget does
+            limit = min(limit, max(0, self.plan.max_steps - self.steps_done))
         batches = _TrainBatches(self, x, y, size, orders, limit)
         return MinibatchGroups(batches, self.minibatches_per_step)
 
@@ -143,7 +144,7 @@ class _TrainBatches(MemberBatches):
     """MemberBatches whose member count and run-wide step budget follow the data module."""
 
     def __init__(self, owner: PackDataModule, x: Tensor, y: Tensor, size: int, orders: list | None, limit: int):
-        super().__init__(x, y, size, orders, len(owner.active), limit, owner._within_budget)
+        super().__init__(x, y, size, orders, len(owner.active), limit, owner._count_step)
         self.owner = owner
 
     def __iter__(self):

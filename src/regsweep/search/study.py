@@ -15,17 +15,27 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from regsweep.errors import ConfigError
+
 JOURNAL_FILE = "journal.log"
 SETTINGS_ATTR = "search_settings"  # study user attribute: what makes its trials comparable (see the sweeper)
+
+
+# URL schemes a study can live in, and the SQLAlchemy driver each is opened with
+DATABASES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
 
 
 def storage_url(storage: str | None, sweep_dir: Path) -> str:
     """The storage as one string every job can open: a database URL, or an absolute journal file path."""
     if storage is None:
         return str((Path(sweep_dir) / JOURNAL_FILE).resolve())
-    if "://" in storage:
-        return storage
-    return str(Path(storage).resolve())
+    if "://" not in storage:
+        return str(Path(storage).resolve())
+    scheme, rest = storage.split("://", 1)
+    if scheme not in DATABASES:
+        raise ConfigError("hydra.sweeper.storage", storage, "must be a journal file path or a database URL: "
+                          "sqlite:///study.db or postgresql://user:password@host:port/database")
+    return f"{DATABASES[scheme]}://{rest}"
 
 
 def open_storage(url: str) -> BaseStorage:

@@ -33,8 +33,10 @@ class PlannedJob:
 
 @dataclass
 class SweepPlan:
-    arguments: list[str]  # the sweep's command-line arguments, as the sweeper received them
+    arguments: list[str]  # the sweep's arguments, expanded (what makes it this sweep and not another)
     jobs: list[PlannedJob] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # the command line that started it, to resume it by
+    cwd: str = ""
     version: int = PLAN_VERSION
 
     def save(self, sweep_dir: Path) -> None:
@@ -46,7 +48,8 @@ class SweepPlan:
         if not path.exists():
             return None
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(raw["arguments"], [PlannedJob(**job) for job in raw["jobs"]], raw.get("version", PLAN_VERSION))
+        return cls(raw["arguments"], [PlannedJob(**job) for job in raw["jobs"]], raw.get("command", []),
+                   raw.get("cwd", ""), raw.get("version", PLAN_VERSION))
 
 
 def prepare_job_dir(sweep_config: DictConfig, num: int) -> tuple[Path, dict]:
@@ -81,3 +84,15 @@ def prepare_job_dir(sweep_config: DictConfig, num: int) -> tuple[Path, dict]:
     finally:
         HydraConfig.instance().cfg = previous
     return out.resolve(), resolved
+
+
+def pin_sweep_dir(config: DictConfig) -> Path:
+    """Resolve ``hydra.sweep.dir`` once, for the sweeper and its launcher alike.
+
+    Its ``${now:...}`` would otherwise be resolved again by whatever reads it later (the submitit
+    launcher's log folder landed in a second dir, microseconds apart).
+    """
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    with read_write(config.hydra.sweep), open_dict(config.hydra.sweep):
+        config.hydra.sweep.dir = str(sweep_dir)
+    return sweep_dir

@@ -27,11 +27,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regsweep.atomic import atomic_write_text
 from regsweep.config import validate
+from regsweep.interrupts import raise_on_signals
 from regsweep.errors import ConfigError, RegsweepError, describe
 from regsweep.packing import group_into_packs, pack_key
 from regsweep.records import FAILED, OK, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result, write_result
 from regsweep.sweep.overrides import quoted
-from regsweep.sweep.plan import PACKS_DIR, PlannedJob, SweepPlan, prepare_job_dir
+from regsweep.sweep.plan import PACKS_DIR, PlannedJob, prepare_job_dir
 from regsweep.threads import parallel_workers
 
 log = logging.getLogger(__name__)
@@ -105,25 +106,24 @@ class JobConfigs:
         return config
 
 
-class JobRunner:
-    """Runs batches of one sweep's jobs; with ``keep_plan`` (a grid) it keeps the sweep plan on disk.
+class SweepPlanError(RegsweepError):
+    """The sweep dir holds another sweep, or its plan no longer matches the configs."""
 
-    An Optuna search does not: its study is its plan, shared by the workers that add trials to it.
+
+class JobRunner:
+    """Prepares, packs and launches one sweep's jobs; outcomes come from each job's record.
+
+    A grid sweep plans all its jobs before the first one runs and keeps the plan on disk
+    (``sweep_plan.json``), so the sweep can be resumed; an Optuna search adds trials as it goes
+    and keeps no plan (its study is its plan, shared by the workers that add trials to it).
     """
 
-    def __init__(self, config: DictConfig, hydra_context: HydraContext, launcher: Launcher,
-                 keep_plan: bool = True) -> None:
+    def __init__(self, config: DictConfig, hydra_context: HydraContext, launcher: Launcher) -> None:
         self.config, self.hydra_context, self.launcher = config, hydra_context, launcher
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        self.keep_plan = keep_plan
-        self.plan = (SweepPlan.load(self.sweep_dir) if keep_plan else None) or SweepPlan([])
         self.compose = JobConfigs(config, hydra_context)
-        self.launched = len(self.plan.jobs) or sum(1 for _ in find_job_dirs(self.sweep_dir))
-
-    @property
-    def next_num(self) -> int:
-        """The number of the next job: Hydra's job numbers go on from earlier runs in the sweep dir."""
-        return self.launched
+        self.resolved: dict[int, dict] = {}  # job number -> its config, resolved against its own Hydra config
+        self.next_num = sum(1 for _ in find_job_dirs(self.sweep_dir))  # Hydra's job numbers go on
 
     def check(self, batch: Sequence[Sequence[str]]) -> list[DictConfig]:
         """Compose and validate every job's config; one error listing every invalid job, before any job runs."""
@@ -141,58 +141,69 @@ class JobRunner:
                                    + "\n".join(problems))
         return configs
 
-    def plan_jobs(self, batch: Sequence[Sequence[str]], first_num: int) -> tuple[list[PlannedJob], list[dict]]:
-        """Checked, numbered jobs with their dirs prepared and packs assigned; and their resolved configs."""
+    def prepare(self, batch: Sequence[Sequence[str]], first_num: int) -> list[PlannedJob]:
+        """Checked, numbered jobs with their dirs prepared (``.hydra/``) and their packs assigned."""
         configs = self.check(batch)
         size = OmegaConf.select(self.config, "pack.size", default="auto")
         packs = group_into_packs([pack_key(c) for c in configs], size, parallel_workers())
-        jobs: list[PlannedJob | None] = [None] * len(configs)
-        resolved: list[dict | None] = [None] * len(configs)
+        jobs: dict[int, PlannedJob] = {}
         for pack in packs:
             prepared = {index: prepare_job_dir(configs[index], first_num + index) for index in pack}
             first = prepared[pack[0]][0].name  # job dir names are unique in a sweep dir, whichever worker made them
             name = f"pack{first_num + pack[0]:04d}-{hashlib.sha1(first.encode()).hexdigest()[:8]}"
-            for index, (directory, resolved[index]) in prepared.items():
+            for index, (directory, resolved) in prepared.items():
                 jobs[index] = PlannedJob(first_num + index, list(batch[index]), str(directory), name)
-        return [job for job in jobs if job is not None], [r for r in resolved if r is not None]
+                self.resolved[first_num + index] = resolved
+        self.next_num = max(self.next_num, first_num + len(configs))
+        return [jobs[index] for index in range(len(configs))]
 
-    def run(self, batch: Sequence[Sequence[str]], first_num: int) -> list[JobOutcome]:
-        """Launch ``batch`` (numbered from ``first_num``) as packs; returns one outcome per job, in order."""
-        jobs, configs = self.plan_jobs(batch, first_num)
-        self.launched = max(self.launched, first_num + len(jobs))
-        if self.keep_plan:
-            self.plan.jobs += jobs
-            self.plan.save(self.sweep_dir)
-        return self.launch(jobs, configs)
+    def prepare_again(self, jobs: list[PlannedJob]) -> None:
+        """Compose planned jobs again (a resumed sweep); their dirs must be the ones the plan has."""
+        for job, config in zip(jobs, self.check([job.overrides for job in jobs])):
+            directory, self.resolved[job.num] = prepare_job_dir(config, job.num)
+            if str(directory) != job.dir:
+                raise SweepPlanError(f"job {job.num} would now write to {directory}, not to its planned dir {job.dir}: "
+                                     "the configs changed since the sweep was planned; use another hydra.sweep.dir")
 
-    def launch(self, jobs: list[PlannedJob], configs: list[dict]) -> list[JobOutcome]:
-        packs: dict[str, list[tuple[PlannedJob, dict]]] = {}
-        for job, config in zip(jobs, configs):
-            packs.setdefault(job.pack, []).append((job, config))
+    def run(self, batch: Sequence[Sequence[str]]) -> list[JobOutcome]:
+        """Prepare and launch ``batch`` (numbered on from the jobs already in the sweep dir)."""
+        return self.launch(self.prepare(batch, self.next_num))
+
+    def launch(self, jobs: list[PlannedJob]) -> list[JobOutcome]:
+        """Launch prepared jobs, one unit of work per pack; one outcome per job, in order.
+
+        SIGTERM or SIGINT stop the launch: the jobs running then record themselves interrupted,
+        the others never start, and the interruption goes on up (the sweep's summary still runs).
+        """
+        packs: dict[str, list[PlannedJob]] = {}
+        for job in jobs:
+            (Path(job.dir) / RESULT_FILE).unlink(missing_ok=True)  # a re-run job writes a new one
+            packs.setdefault(job.pack, []).append(job)
         units = [self._manifest(name, members) for name, members in packs.items()]
         log.info("Launching %d jobs as %d packs (pack.size=%s)", len(jobs), len(units),
                  OmegaConf.select(self.config, "pack.size", default="auto"))
-        returns = self.launcher.launch(units, initial_job_idx=jobs[0].num)
-        for (name, members), ret in zip(packs.items(), returns):
-            self._record_lost_members([job for job, _ in members], ret)
+        with raise_on_signals():
+            returns = self.launcher.launch(units, initial_job_idx=jobs[0].num)
+        for members, ret in zip(packs.values(), returns):
+            self._record_lost_members(members, ret)
         return [read_outcome(job) for job in jobs]
 
-    def _manifest(self, name: str, members: list[tuple[PlannedJob, dict]]) -> list[str]:
+    def _manifest(self, name: str, members: list[PlannedJob]) -> list[str]:
         """The pack job's overrides: its first member's (so its Hydra config is the sweep's), then the manifest.
 
         The manifest lists each member's dir, number, overrides and resolved config; members
         sharing an optimizer group (lr, weight decay) come together.
         """
-        def group(member: tuple[PlannedJob, dict]) -> tuple[float, float, int]:
-            job, config = member
-            return float(config["optimizer"]["lr"]), float(config["optimizer"]["weight_decay"]), job.num
+        def group(job: PlannedJob) -> tuple[float, float, int]:
+            optimizer = self.resolved[job.num]["optimizer"]
+            return float(optimizer["lr"]), float(optimizer["weight_decay"]), job.num
 
-        entries = [{"dir": job.dir, "num": job.num, "overrides": job.overrides, "config": config}
-                   for job, config in sorted(members, key=group)]
+        entries = [{"dir": job.dir, "num": job.num, "overrides": job.overrides, "config": self.resolved[job.num]}
+                   for job in sorted(members, key=group)]
         manifest = self.sweep_dir / PACKS_DIR / f"{name}.json"
         atomic_write_text(manifest, json.dumps({"pack": name, "sweep_dir": str(self.sweep_dir), "members": entries},
                                                indent=1) + "\n")
-        return [*members[0][0].overrides, f"pack.manifest={quoted(str(manifest))}", f"hydra.sweep.subdir={PACKS_DIR}/{name}"]
+        return [*members[0].overrides, f"pack.manifest={quoted(str(manifest))}", f"hydra.sweep.subdir={PACKS_DIR}/{name}"]
 
     @staticmethod
     def _record_lost_members(jobs: list[PlannedJob], ret: JobReturn) -> None:

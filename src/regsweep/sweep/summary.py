@@ -33,12 +33,11 @@ class SweepSummary(Callback):
         from regsweep.aggregate import AggregateError, aggregate_sweep, job_table  # matplotlib, scipy: only here
 
         try:
-            if not self.aggregate:
+            if self.aggregate:
+                print(aggregate_sweep(sweep_dir).console_summary())  # markdown: a plain print keeps it unwrapped
+                print(f"seed summary: {sweep_dir / 'summary.md'}")
+            else:
                 print(job_table(sweep_dir))
-                return
-            result = aggregate_sweep(sweep_dir)
-            print(result.console_summary())  # markdown: a plain print keeps it unwrapped
-            print(f"seed summary: {sweep_dir / 'summary.md'}")
             print(f"next: tensorboard --logdir {sweep_dir}")
         except AggregateError as error:
             log.warning("no summary of %s: %s", sweep_dir, error)

@@ -1,0 +1,50 @@
+"""One sweep per sweep dir: a lock file that a second process writing into the same dir runs into.
+
+A grid sweep holds the lock exclusively for as long as it runs; the workers of one Optuna search
+share it (they are meant to add trials to the same study), so a grid sweep and a search never mix
+their jobs either. The operating system releases the lock when the process ends, however it ends
+(even killed with -9), so a stale lock never blocks a resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+from regsweep.errors import ConfigError, RegsweepError
+
+LOCK_FILE = ".sweep.lock"
+
+
+class SweepDirBusyError(RegsweepError):
+    """Another process is writing into this sweep dir."""
+
+
+@contextlib.contextmanager
+def sweep_dir_lock(sweep_dir: Path, shared: bool = False) -> Iterator[None]:
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / LOCK_FILE
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:  # checked before any job: a sweep that cannot write would lose every result
+        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"is not writable ({error.strerror or error})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SweepDirBusyError(f"{sweep_dir} is in use by {holder}: wait for it to finish, or choose another "
+                                    "hydra.sweep.dir") from None
+        if not shared:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            handle.flush()
+        yield

@@ -1,0 +1,184 @@
+"""What the figures show a reader: labels by what differs, legends that fit, n = 1, log losses, predictions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_aggregate_fixtures import make_job, make_regression_sweep, make_regularizer_sweep, write_predictions
+
+from regsweep.aggregate import aggregate_sweep, plots
+from regsweep.aggregate.load import UnreadableFile
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LONG_PATH = "data.data_dir=/very/long/shared/path/to/the/datasets/of/the/course/mnist"
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """File name -> the figure written there, for looking at what a reader sees (texts, scales, bars)."""
+    captured: dict[str, object] = {}
+    save = plots.save_figure
+
+    def capture(figure, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+        captured[Path(path).name] = figure
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    return captured
+
+
+def legend_texts(figure) -> list[str]:  # noqa: ANN001
+    return [text.get_text().replace("\n", " ") for legend in figure.legends for text in legend.get_texts()]
+
+
+def assert_legend_inside_figure_and_beside_the_axes(figure) -> None:  # noqa: ANN001
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    page = figure.bbox
+    for legend in figure.legends:
+        box = legend.get_window_extent(renderer)
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1  # not clipped
+        for ax in figure.axes:
+            if ax.get_visible() and ax.get_label() != "<colorbar>":
+                assert not box.overlaps(ax.get_window_extent(renderer))  # never over the data
+
+
+def make_strength_grid(sweep_dir: Path, seeds: int = 2) -> None:
+    """regularizer.l1 x regularizer.l2, every job also sharing trainer.max_epochs and a long data path."""
+    num = 0
+    for l1 in (0.0, 1e-5):
+        for l2 in (0.0, 1e-4):
+            for seed in range(seeds):
+                overrides = ["regularizer=l1l2", f"regularizer.l1={l1:g}", f"regularizer.l2={l2:g}", f"seed={seed}",
+                             "trainer.max_epochs=5", LONG_PATH]
+                make_job(sweep_dir, num, overrides, 0.9 + seed / 100 + l2 * 100,
+                         params={"regularizer.l1": l1, "regularizer.l2": l2})  # fmt: skip
+                num += 1
+
+
+def test_vs_plot_series_are_labelled_by_what_differs_only(tmp_path: Path, figures: dict) -> None:
+    make_strength_grid(tmp_path)
+    aggregate_sweep(tmp_path)
+    figure = figures["vs_regularizer.l1.png"]
+    assert legend_texts(figure) == ["regularizer.l2=0", "regularizer.l2=0.0001"]  # no shared override, no path
+    assert_legend_inside_figure_and_beside_the_axes(figure)
+    assert legend_texts(figures["learning_curves.png"])[2:] == [
+        "regularizer.l1=0, regularizer.l2=0", "regularizer.l1=0, regularizer.l2=0.0001",
+        "regularizer.l1=1e-05, regularizer.l2=0", "regularizer.l1=1e-05, regularizer.l2=0.0001"]  # fmt: skip
+    for name in ("learning_curves.png", "weight_histograms.png"):
+        assert_legend_inside_figure_and_beside_the_axes(figures[name])
+
+
+def test_long_labels_are_wrapped_between_overrides_never_inside_one() -> None:
+    label = "data.n_train=1000,regularizer.l2=0.0001,model.hidden_sizes=[64,64]"
+    lines = plots.wrap(label, 20).splitlines()
+    assert lines == ["data.n_train=1000,", "regularizer.l2=0.0001,", "model.hidden_sizes=[64,", "64]"]
+
+
+def test_one_seed_points_have_no_error_bar_and_say_n_1(tmp_path: Path, figures: dict) -> None:
+    make_strength_grid(tmp_path, seeds=1)
+    aggregate_sweep(tmp_path)
+    ax = figures["vs_regularizer.l1.png"].axes[0]
+    assert "n = 1 seed: no error bars" in ax.get_title()
+    for container in ax.containers:
+        segments = [s for collection in container.lines[2] for s in collection.get_segments()]
+        assert all(np.isnan(s).all() or not len(s) for s in segments)  # no bar that reads as SE = 0
+    gap = figures["generalization_gap.png"].axes[0]
+    assert "n = 1 seed: no error bars" in gap.get_title()
+    assert all("(n = 1)" in tick.get_text() for tick in gap.get_xticklabels())
+    assert "no SE band" in figures["learning_curves.png"].axes[0].get_title()
+
+
+def test_mixed_seed_counts_say_which_points_have_no_bar() -> None:
+    assert plots.single_seed_note([]) == "mean ± SE over seeds"
+    from regsweep.aggregate.stats import describe
+
+    assert plots.single_seed_note([describe([0.9]), describe([0.8, 0.9])]) == "mean ± SE; no bar: n = 1"
+    means, errors = plots.means_and_errors([describe([0.9]), describe([0.8, 0.9])], 100.0)
+    assert means[0] == pytest.approx(90.0) and math.isnan(errors[0]) and errors[1] == pytest.approx(5.0)
+
+
+def test_regression_losses_spanning_decades_get_log_axes(tmp_path: Path, figures: dict) -> None:
+    make_regression_sweep(tmp_path, epochs=30)  # test MSE ~ 6e-3 (n_train = 100) vs ~ 1e-5 (1000)
+    aggregate_sweep(tmp_path)
+    test_loss = figures["vs_data.n_train.png"].axes[0]
+    assert test_loss.get_title().startswith("test/loss") and test_loss.get_yscale() == "log"
+    assert "log scale" in test_loss.get_title() and test_loss.get_xscale() == "log"
+    sparsity = next(ax for ax in figures["vs_data.n_train.png"].axes if "sparsity" in ax.get_title())
+    assert sparsity.get_yscale() == "linear"  # percentages keep a linear axis
+    loss = next(ax for ax in figures["learning_curves.png"].axes if ax.get_title().startswith("loss"))
+    assert loss.get_yscale() == "log"  # train loss from 1 to 1/30
+
+
+def test_classification_accuracy_axes_stay_linear_and_in_percent(tmp_path: Path, figures: dict) -> None:
+    aggregate_sweep(make_regularizer_sweep(tmp_path))
+    curves = figures["learning_curves.png"]
+    accuracy = next(ax for ax in curves.axes if ax.get_title().startswith("accuracy"))
+    assert accuracy.get_yscale() == "linear" and accuracy.get_ylabel() == "accuracy (%)"
+    gap_acc = figures["generalization_gap.png"].axes[0]
+    assert gap_acc.get_ylabel() == "final/gen_gap/acc (pp)"  # a difference of percentages
+
+
+def test_weight_histograms_say_they_show_the_kept_epoch(tmp_path: Path, figures: dict) -> None:
+    aggregate_sweep(make_regularizer_sweep(tmp_path))
+    values_ax, log_ax = figures["weight_histograms.png"].axes[:2]
+    assert values_ax.get_title().startswith("kept-epoch weights (weights.npz)")
+    assert "final" not in values_ax.get_title()
+    assert [t.get_text() for t in log_ax.get_legend().get_texts()] == ["|w| = 0.001", "|w| = 1e-05"]
+
+
+def test_strength_axis_says_applied_is_nominal_over_n_train_when_scaled(tmp_path: Path, figures: dict) -> None:
+    for num, l1 in enumerate([0.1, 1.0, 0.1, 1.0]):
+        penalty = {"l1": l1, "l2": 0.0, "l1_applied": l1 / 1149, "l2_applied": 0.0, "scale_by_n_train": True}
+        make_job(tmp_path, num, ["regularizer=l1", f"regularizer.l1={l1:g}", f"seed={num // 2}"], 0.9 + l1 / 10,
+                 data={"task": "classification", "n_train": 1149}, penalty=penalty)  # fmt: skip
+    aggregate_sweep(tmp_path)
+    ax = figures["vs_regularizer.l1.png"].axes[0]
+    assert ax.get_xlabel() == "regularizer.l1, nominal\napplied = nominal / n_train (n_train = 1149)"
+    assert list(ax.get_lines()[0].get_xdata()) == [0.1, 1.0]  # the axis stays on the nominal value
+
+
+def test_write_prediction_plot_draws_truth_prediction_and_error(tmp_path: Path, figures: dict) -> None:
+    write_predictions(tmp_path, error_scale=0.01)
+    path = plots.write_prediction_plot(tmp_path)
+    assert path == tmp_path / "prediction.png" and path.read_bytes().startswith(PNG_SIGNATURE)
+    figure = figures["prediction.png"]
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["truth f(x)", "prediction (kept epoch)", "error: prediction - truth"]
+    assert "MSE" in figure.get_suptitle()
+
+
+def test_write_prediction_plot_without_predictions_or_with_a_broken_file(tmp_path: Path) -> None:
+    assert plots.write_prediction_plot(tmp_path) is None
+    write_predictions(tmp_path, error_scale=0.01)
+    data = (tmp_path / "predictions.npz").read_bytes()
+    (tmp_path / "predictions.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableFile):
+        plots.write_prediction_plot(tmp_path)
+    np.savez(tmp_path / "predictions.npz", x=np.zeros((4, 3)), y_true=np.zeros(4), y_pred=np.zeros(4))
+    with pytest.raises(UnreadableFile, match="unexpected shapes"):
+        plots.write_prediction_plot(tmp_path)
+
+
+def test_aggregate_draws_every_ok_regression_job_and_one_panel_per_group(tmp_path: Path, figures: dict) -> None:
+    make_regression_sweep(tmp_path)
+    failed = make_job(tmp_path, 9, ["data.n_train=100", "regularizer.l2=0", "seed=9", "trainer.max_epochs=30"], 0.5,
+                      status="failed", error="DivergenceError", data={"task": "regression"})  # fmt: skip
+    write_predictions(failed, error_scale=1.0)
+    result = aggregate_sweep(tmp_path)
+    drawn = sorted(p.parent.name for p in result.outputs if p.name == "prediction.png")
+    ok_jobs = sorted(job.name for job in result.sweep.jobs if job.ok)
+    assert drawn == ok_jobs and len(drawn) == 6 and not (failed / "prediction.png").exists()
+    panels = [ax for ax in figures["predictions.png"].axes if ax.get_title()]
+    assert [ax.get_title().splitlines()[0] for ax in panels] == ["data.n_train=100", "data.n_train=1000"]
+    assert all("n = 3 seeds" in ax.get_title() for ax in panels)
+    text = (tmp_path / "summary.md").read_text()
+    assert "![predictions](plots/predictions.png)" in text and "own prediction.png (6 jobs)" in text
+
+
+def test_classification_sweeps_draw_no_prediction_plots(tmp_path: Path) -> None:
+    result = aggregate_sweep(make_regularizer_sweep(tmp_path))
+    assert not [p for p in result.outputs if p.name in ("prediction.png", "predictions.png")]

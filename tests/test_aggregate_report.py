@@ -1,0 +1,229 @@
+"""What summary.md tells a reader: baseline and why, which pairs, answers first, penalties, sparsity, problems."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_aggregate_fixtures import REGRESSION_LOSS, make_job, make_regression_sweep, make_regularizer_sweep
+
+from regsweep.aggregate import aggregate_sweep
+from regsweep.aggregate.compare import MAX_ALL_PAIRS_GROUPS
+from regsweep.aggregate.tables import mean_se_text
+
+GRID = [(0.0, 0.0), (0.0, 1e-4), (1e-5, 0.0), (1e-5, 1e-4)]  # (l1, l2): regularizer=l1l2 regularizer.l1=0,1e-5 ...
+
+
+def make_grid_sweep(sweep_dir: Path, seeds: int = 3) -> Path:
+    """The l1 x l2 grid of regularizer=l1l2, as Hydra writes it (trainer.max_epochs shared by every job)."""
+    num = 0
+    for l1, l2 in GRID:
+        for seed in range(seeds):
+            overrides = ["regularizer=l1l2", f"regularizer.l1={l1:g}", f"regularizer.l2={l2:g}", f"seed={seed}",
+                         "trainer.max_epochs=5"]  # fmt: skip
+            params = {"regularizer.l1": l1, "regularizer.l2": l2, "model.dropout": 0.0}
+            make_job(sweep_dir, num, overrides, 0.90 + 0.01 * seed + 100 * l1, params=params)
+            num += 1
+    return sweep_dir
+
+
+def section(text: str, title: str) -> str:
+    """The lines of one ``## title`` section of summary.md."""
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else None]
+
+
+def pair_set(result) -> set[tuple[str, str]]:  # noqa: ANN001 - SweepAggregate
+    return {(c.group, c.reference) for c in result.comparisons}
+
+
+def test_grid_sweep_compares_with_the_all_zero_group_and_all_pairs(tmp_path: Path) -> None:
+    result = aggregate_sweep(make_grid_sweep(tmp_path), plots=False)
+    labels = [g.label for g in result.sweep.groups]
+    assert result.baseline == "regularizer.l1=0,regularizer.l2=0"
+    assert "every swept strength (regularizer.l1, regularizer.l2) at 0" in result.baseline_reason
+    assert len(pair_set(result)) == 6 and all(a in labels and b in labels for a, b in pair_set(result))
+    test_acc = [c for c in result.comparisons if c.metric == "test/acc"]
+    assert all(c.reference == result.baseline for c in test_acc[:3])  # the baseline's pairs come first
+    assert all(math.isfinite(c.welch.ci95_low) and math.isfinite(c.welch_p_holm) for c in test_acc)
+    text = (tmp_path / "summary.md").read_text()
+    answers = section(text, "Answers: test accuracy")
+    assert "Baseline: regularizer.l1=0,regularizer.l2=0 (the group with every swept strength" in answers
+    assert "Compared: every pair of groups (p Holm-corrected over the 6 comparisons)" in answers
+    # a pair is named by the override that differs, what the two share said once
+    line = next(line for line in answers.splitlines() if line.startswith("- regularizer.l1=1e-05 vs regularizer.l1=0"))
+    assert line.startswith("- regularizer.l1=1e-05 vs regularizer.l1=0 (both regularizer.l2=0): test accuracy ")
+    assert re.search(r"95% CI \[-?\d", line) and "Holm" in line
+    assert len([line for line in answers.splitlines() if line.startswith("- ")]) == 6
+    assert "trainer.max_epochs" not in answers  # shared by every job: never part of a label
+    assert text.index("## Answers") < text.index("## Results")
+
+
+def test_without_an_unregularized_group_the_first_group_is_the_baseline_and_the_reason_says_so(tmp_path: Path) -> None:
+    for num, l2 in enumerate([5e-5, 5e-4, 5e-3] * 2):
+        make_job(tmp_path, num, ["regularizer=l2", f"regularizer.l2={l2:g}", f"seed={num // 3}"], 0.9 + num / 100,
+                 params={"regularizer.l2": l2})  # fmt: skip
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert result.baseline == "regularizer.l2=5e-05"
+    assert result.baseline_reason == "no group has every swept strength (regularizer.l2) at 0: the first group"
+    assert len(pair_set(result)) == 3
+    assert f"Baseline: regularizer.l2=5e-05 ({result.baseline_reason})" in (tmp_path / "summary.md").read_text()
+
+
+def test_regularizer_none_is_found_from_the_records_params(tmp_path: Path) -> None:
+    result = aggregate_sweep(make_regularizer_sweep(tmp_path), plots=False)
+    assert result.baseline == "regularizer=none"
+    assert "every swept strength (regularizer.l1, regularizer.l2) at 0" in result.baseline_reason
+
+
+def test_more_groups_than_the_all_pairs_limit_are_compared_with_the_baseline_only(tmp_path: Path) -> None:
+    strengths = [0.0, *(10.0 ** -k for k in range(2, 2 + MAX_ALL_PAIRS_GROUPS))]  # 7 groups
+    for num, l1 in enumerate(strengths * 2):
+        make_job(tmp_path, num, [f"regularizer.l1={l1:g}", f"seed={num // len(strengths)}"], 0.9 + num / 1000,
+                 params={"regularizer.l1": l1})  # fmt: skip
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert result.baseline == "regularizer.l1=0"
+    assert pair_set(result) == {(f"regularizer.l1={l1:g}", "regularizer.l1=0") for l1 in strengths[1:]}
+    assert "Compared: each group with the baseline (p Holm-corrected over the 6 comparisons)" in (
+        tmp_path / "summary.md").read_text()
+    assert len(pair_set(aggregate_sweep(tmp_path, all_pairs=True, plots=False))) == 21
+
+
+def test_the_answer_names_the_better_group_when_the_corrected_test_says_so(tmp_path: Path) -> None:
+    accuracies = {"none": [0.90, 0.91, 0.90, 0.91], "l1": [0.95, 0.96, 0.96, 0.97], "l2": [0.90, 0.92, 0.91, 0.90]}
+    num = 0
+    for name, values in accuracies.items():
+        for seed, acc in enumerate(values):
+            params = {"regularizer.l1": 1e-4 * (name == "l1"), "regularizer.l2": 1e-3 * (name == "l2")}
+            make_job(tmp_path, num, [f"regularizer={name}", f"seed={seed}"], acc, params=params)
+            num += 1
+    aggregate_sweep(tmp_path, plots=False)
+    answers = section((tmp_path / "summary.md").read_text(), "Answers: test accuracy")
+    lines = [line for line in answers.splitlines() if line.startswith("- ")]
+    expected = "- regularizer=l1 vs regularizer=none: test accuracy 96.00% vs 90.50% (+5.50 pp, 95% CI ["
+    assert lines[0].startswith(expected)
+    assert lines[0].endswith("Holm): regularizer=l1 is better")
+    assert lines[1].endswith(": no clear difference")  # l2 vs none
+    assert lines[2].endswith("Holm): regularizer=l1 is better")  # l2 vs l1: the reference wins
+
+
+def test_regression_answers_are_about_test_loss_in_significant_digits(tmp_path: Path) -> None:
+    result = aggregate_sweep(make_regression_sweep(tmp_path), plots=False)
+    assert result.baseline == "data.n_train=100"
+    assert result.baseline_reason == "no regularization strength differs between the groups: the first group"
+    text = (tmp_path / "summary.md").read_text()
+    answers = section(text, "Answers: test loss")
+    assert "- data.n_train=1000 vs data.n_train=100: test loss 1.2e-05 vs 0.00663 (-0.00662, 95% CI [" in answers
+    results = section(text, "Results")
+    assert "| group | test loss | val loss | gen gap loss | epochs | ok/failed/missing |" in results
+    # digits down to the SE's second: never 0.0000
+    assert "| data.n_train=1000 | 1.200e-05 ± 5.8e-07 | 0.100012 ± 5.8e-07 | 1.200e-05 ± 5.8e-07 |" in results
+    assert not re.search(r"\b0\.0000\b", text)
+    loss = REGRESSION_LOSS[1000]
+    assert float(results.split("| data.n_train=1000 | ")[1].split(" ± ")[0]) == pytest.approx(sum(loss) / 3, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("mean", "se", "expected"),
+    [(1.2e-5, math.nan, "1.20e-05"), (1.2e-5, 1.1e-6, "1.20e-05 ± 1.1e-06"), (0.000599, 0.00014, "0.00060 ± 0.00014"),
+     (0.2031, 0.0037, "0.2031 ± 0.0037"), (-0.00045, 0.00027, "-0.00045 ± 0.00027"), (100.0, 3.0, "100.0 ± 3.0")],
+)  # fmt: skip
+def test_mean_and_se_keep_significant_digits(mean: float, se: float, expected: str) -> None:
+    assert mean_se_text(mean, se) == expected
+
+
+def test_penalty_table_shows_nominal_applied_and_n_train_when_scaled(tmp_path: Path) -> None:
+    n_train = 1149
+    for num, l1 in enumerate([0.1, 1.0, 0.1, 1.0]):
+        penalty = {"l1": l1, "l2": 0.0, "l1_applied": l1 / n_train, "l2_applied": 0.0, "scale_by_n_train": True}
+        make_job(tmp_path, num, ["regularizer=l1", "regularizer.scale_by_n_train=true", f"regularizer.l1={l1:g}",
+                                 f"seed={num // 2}"], 0.9, params={"regularizer.l1": l1},
+                 data={"task": "classification", "n_train": n_train}, penalty=penalty)  # fmt: skip
+    aggregate_sweep(tmp_path, plots=False)
+    table = section((tmp_path / "summary.md").read_text(), "Penalty strengths")
+    assert "the penalty applied is nominal / n_train" in table
+    assert "| group | l1 nominal | l1 applied | n_train |" in table  # l2 is 0 everywhere: left out
+    assert "| regularizer.l1=0.1 | 0.1 | 8.7e-05 | 1149 |" in table
+    assert "| regularizer.l1=1 | 1 | 0.00087 | 1149 |" in table
+
+
+def test_no_penalty_table_when_no_penalty_is_swept_or_scaled(tmp_path: Path) -> None:
+    for seed in range(2):
+        penalty = {"l1": 5e-4, "l2": 0.0, "l1_applied": 5e-4, "l2_applied": 0.0, "scale_by_n_train": False}
+        make_job(tmp_path, seed, ["regularizer=l1", f"seed={seed}"], 0.9, penalty=penalty)
+    aggregate_sweep(tmp_path, plots=False)
+    assert "## Penalty strengths" not in (tmp_path / "summary.md").read_text()
+
+
+def test_sparsity_table_has_three_thresholds_of_the_kept_epoch(tmp_path: Path) -> None:
+    aggregate_sweep(make_regularizer_sweep(tmp_path), plots=False)
+    sparsity = section((tmp_path / "summary.md").read_text(), "Sparsity")
+    header = "| group | sparsity < 0.001 (%) | sparsity < 1e-05 (%) | sparsity < 1% of layer RMS (%) |"
+    assert header in sparsity
+    # kept epoch (best/): twice the last epoch's values in the fixture; l1's accuracies 0.92-0.95
+    assert "| regularizer=l1 | 87.00 ± 1.29 | 8.70 ± 0.13 | 43.50 ± 0.65 |" in sparsity
+    assert "kept epoch" in sparsity and "weights.npz" in sparsity
+    assert "below 0.001 (a fixed cut, about one Adam step" in sparsity and "below 1e-05" in sparsity
+    assert "1% of their layer's RMS" in sparsity and "always-zero input pixels" in sparsity
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_corrupt_job_files_are_reported_and_the_summary_goes_on(tmp_path: Path) -> None:
+    make_regression_sweep(tmp_path)
+    jobs = sorted((p for p in tmp_path.iterdir() if (p / "result.json").exists()), 
+                  key=lambda p: int(p.name.split("_")[0]))
+    truncate(jobs[0] / "weights.npz")
+    truncate(jobs[1] / "predictions.npz")
+    (jobs[2] / "metrics.csv").write_text("")
+    (jobs[3] / "predictions.npz").write_bytes(b"not a zip archive")
+    result = aggregate_sweep(tmp_path)
+    assert result.n_ok == 6  # the records are fine: every job's metrics still count
+    problems = {(job, name) for job, name, _ in result.file_problems}
+    expected = {(jobs[0].name, "weights.npz"), (jobs[1].name, "predictions.npz"), (jobs[2].name, "metrics.csv"),
+                (jobs[3].name, "predictions.npz")}  # fmt: skip
+    assert problems == expected
+    text = section((tmp_path / "summary.md").read_text(), "Problems")
+    assert f"- `{jobs[0].name}` (data.n_train=100): unreadable weights.npz: " in text
+    assert "(left out of the weight histograms)" in text
+    assert f"- `{jobs[2].name}` (data.n_train=100): unreadable metrics.csv: empty file" in text
+    assert text.count("unreadable predictions.npz") == 2 and "no prediction plot" in text
+    assert not (jobs[1] / "prediction.png").exists() and not (jobs[3] / "prediction.png").exists()
+    assert all((job / "prediction.png").exists() for job in (jobs[0], jobs[2], jobs[4], jobs[5]))
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"weight_histograms.png", "predictions.png"}
+    assert "| data.n_train=100 |" in section((tmp_path / "summary.md").read_text(), "Results")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [("epoch,val/loss\n", "a header but no epoch rows"), ("epoch,val/loss\n0,abc\n", "ValueError: could not convert"),
+     ("epoch,val/loss\n0,\x00\n", "ValueError: could not convert")],
+)  # fmt: skip
+def test_unusable_metrics_csv_is_reported_with_its_reason(tmp_path: Path, content: str, reason: str) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.9)
+    broken = make_job(tmp_path, 1, ["seed=1"], 0.9)
+    (broken / "metrics.csv").write_text(content)
+    result = aggregate_sweep(tmp_path, plots=False)
+    assert [(job, name) for job, name, _ in result.file_problems] == [(broken.name, "metrics.csv")]
+    assert reason in result.file_problems[0][2]
+    assert f"`{broken.name}` ((all)): unreadable metrics.csv: " in (tmp_path / "summary.md").read_text()
+
+
+def test_predictions_with_nan_are_reported_not_drawn(tmp_path: Path) -> None:
+    make_regression_sweep(tmp_path)
+    job = next(p for p in sorted(tmp_path.iterdir()) if p.name.startswith("0_"))
+    with np.load(job / "predictions.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["y_pred"][3] = np.nan
+    np.savez(job / "predictions.npz", **arrays)
+    result = aggregate_sweep(tmp_path)
+    assert [(name, why) for _, name, why in result.file_problems] == [
+        ("predictions.npz", "non-finite values (a surface cannot be drawn through NaN or inf)")]
+    assert not (job / "prediction.png").exists() and (tmp_path / "plots" / "predictions.png").exists()

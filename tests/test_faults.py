@@ -1,0 +1,173 @@
+"""Sweeps that survive: signals, kills, resume, a busy or foreign sweep dir, a full or read-only disk.
+
+Each test runs train.py as a user does (a subprocess), disturbs it the way schedulers, users and
+disks do, and checks that nothing is lost, nothing is half-written and the exit status is honest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY, run_train
+from regsweep.aggregate.load import load_sweep
+from regsweep.records import read_epochs_csv, read_result
+from regsweep.sweep.plan import PLAN_FILE, SweepPlan
+
+# Long enough to be interrupted mid-training (about 2 s a job), with a checkpoint after every epoch.
+LONG = [*TINY, "model.hidden_sizes=[64]", "trainer.max_epochs=60", "callbacks=no_stop", "last_checkpoint_every_s=0"]
+
+
+def start_train(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "REGSWEEP_ROOT": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_glob: Path, pattern: str, timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(path_glob.glob(pattern))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"nothing matched {path_glob}/{pattern} within {timeout} s")
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return [Path(job.dir) for job in load_sweep(sweep).jobs]
+
+
+def interrupt(sweep: Path, signum: int, *args: str, cwd: Path, after: str = "1_*/checkpoints/last.ckpt"):
+    """Start a 4-job sweep (one job at a time), signal it once the second job has a checkpoint."""
+    process = start_train("-m", "seed=0-3", *LONG, "pack.size=off", *args, f"hydra.sweep.dir={sweep}", cwd=cwd)
+    wait_for(sweep, after)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=240)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,code,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_signal_stops_the_job_at_a_safe_point_records_it_and_the_sweep_says_what_did_not_run(
+        tmp_path: Path, signum: int, code: int, name: str) -> None:
+    sweep = tmp_path / "sweep"
+    returncode, stdout, stderr = interrupt(sweep, signum, cwd=tmp_path)
+    assert returncode == code, stderr[-3000:]
+    first, second, third, fourth = job_dirs(sweep)  # the plan: every job has its dir from the start
+    assert read_result(first).status == "ok"
+    record = read_result(second)
+    assert record.status == "interrupted" and name in record.error and "resuming continues after epoch" in record.error
+    assert (second / "checkpoints" / "last.ckpt").exists()
+    assert len(read_epochs_csv(second / "metrics.csv")) == record.epochs  # the rows up to the checkpoint
+    assert not (third / "result.json").exists() and not (fourth / "result.json").exists()
+    summary = (sweep / "summary.md").read_text()  # the summary of what completed, naming what did not
+    assert "1 ok" in summary and third.name in summary and fourth.name in summary
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_keeps_completed_jobs_and_continues_the_interrupted_one_to_the_same_numbers(
+        tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    returncode, _, stderr = interrupt(sweep, signal.SIGTERM, cwd=tmp_path)
+    assert returncode == 143, stderr[-3000:]
+    first, second = job_dirs(sweep)[:2]
+    kept_mtime = (first / "result.json").stat().st_mtime_ns
+    interrupted_at = read_result(second).epochs
+
+    resumed = run_train("-m", "seed=0-3", *LONG, "pack.size=off", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (first / "result.json").stat().st_mtime_ns == kept_mtime  # completed: not run again
+    assert "continues from" in (second / "train.log").read_text()
+    assert all(read_result(d).status == "ok" for d in job_dirs(sweep))
+
+    reference = tmp_path / "reference"  # the interrupted job's config, never interrupted
+    fresh = run_train("-m", "seed=1", *LONG, "pack.size=off", f"hydra.sweep.dir={reference}", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    [uninterrupted] = job_dirs(reference)
+    continued = read_result(second)
+    assert 0 < interrupted_at < continued.epochs == 60
+    assert continued.metrics == read_result(uninterrupted).metrics  # bit for bit: restored streams and state
+    assert read_epochs_csv(second / "metrics.csv") == read_epochs_csv(uninterrupted / "metrics.csv")
+
+
+@pytest.mark.slow
+def test_a_killed_pack_leaves_nothing_half_written_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL (no handler runs): every file is whole or absent; the same command finishes the sweep."""
+    sweep = tmp_path / "sweep"
+    process = start_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # one pack of 4
+    wait_for(sweep, "*/checkpoints/last.ckpt")
+    time.sleep(0.3)
+    process.kill()
+    process.communicate(timeout=60)
+    checkpoints = list(sweep.rglob("last.ckpt"))
+    assert checkpoints  # what was written is whole: it loads (a writer's temp files are never read)
+    assert all(torch.load(path, weights_only=False)["format"] == "regsweep-last/1" for path in checkpoints)
+    assert all(read_epochs_csv(path) is not None for path in sweep.rglob("metrics.csv"))
+    assert SweepPlan.load(sweep) is not None and all(read_result(p.parent) for p in sweep.rglob("result.json"))
+    resumed = run_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    records = [read_result(d) for d in job_dirs(sweep)]
+    assert [r.status for r in records] == ["ok"] * 4 and all(r.epochs == 60 for r in records)
+
+
+@pytest.mark.slow
+def test_another_command_on_a_sweep_dir_is_refused_and_so_is_a_second_process(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", "seed=0,1", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    other = run_train("-m", "seed=0,1,2", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert other.returncode != 0 and "holds another sweep" in other.stderr
+    assert len(SweepPlan.load(sweep).jobs) == 2
+
+    busy = tmp_path / "busy"
+    first = start_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={busy}", cwd=tmp_path)
+    wait_for(busy, PLAN_FILE)
+    second = run_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={busy}", cwd=tmp_path)
+    first.kill()
+    first.communicate(timeout=60)
+    assert second.returncode != 0 and "is in use by pid" in second.stderr
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.mark.slow
+def test_a_read_only_output_dir_is_refused_before_any_job(tmp_path: Path) -> None:
+    disk = tmp_path / "ro"
+    mount_tmpfs(disk, "1m")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        result = run_train("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={disk}/sweep", cwd=tmp_path)
+        assert result.returncode != 0 and "not writable" in result.stderr
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_mid_sweep_fails_the_jobs_it_hits_and_the_count_stays_right(tmp_path: Path) -> None:
+    disk = tmp_path / "small"
+    mount_tmpfs(disk, "3m")  # room for the plan and a few jobs' files, not for every checkpoint
+    try:
+        sweep = disk / "sweep"
+        result = run_train("-m", "seed=0-5", *TINY, "pack.size=off", "model.hidden_sizes=[256]",
+                           "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        assert result.returncode != 0
+        assert "No space left on device" in result.stderr or "ENOSPC" in result.stderr
+        jobs = load_sweep(sweep).jobs
+        assert len(jobs) == 6  # all planned jobs are counted, whatever happened to them
+        assert any(job.status == "ok" for job in jobs) and any(job.status != "ok" for job in jobs)
+        assert "jobs failed" in result.stderr and "Traceback" not in result.stderr.split("jobs failed")[-1]
+    finally:
+        subprocess.run(["umount", str(disk)])

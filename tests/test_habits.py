@@ -1,0 +1,158 @@
+"""What users of Lightning and lightning-hydra-template type: each works, or fails with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import CONF_DIR, TINY, run_train
+from regsweep import evaluate
+from regsweep.checkpoints import CheckpointError
+from regsweep.config import validate
+from regsweep.errors import ConfigError
+from regsweep.job import run
+from regsweep.records import EPOCHS_FILE, read_epochs_csv, read_result
+
+DIGITS_MINIBATCHES = 18  # 1,150 training images in batches of 64 (the digits default)
+PLAIN = [*TINY, "data.batch_size=64", "callbacks=no_stop"]
+
+
+def test_batch_limits_count_minibatches_whatever_the_group_size(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*PLAIN, "trainer.max_epochs=2", "trainer.limit_train_batches=5"))
+    assert read_result(tmp_path).steps == 2 * 5  # 5 optimizer steps an epoch, not 5 groups of 16
+    run(make_cfg(*PLAIN, "trainer.max_epochs=2", "trainer.limit_train_batches=0.1"))
+    assert read_result(tmp_path).steps == 2 * 1  # a fraction keeps at least one minibatch
+
+
+def test_max_steps_stops_the_run_with_early_stopping_on(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*TINY, "data.batch_size=64", "trainer.max_epochs=10", "trainer.max_steps=25"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.steps == 25 and record.epochs == 2  # 18 + 7 minibatches
+
+
+def test_fast_dev_run(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*PLAIN, "trainer.fast_dev_run=true"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and (record.epochs, record.steps) == (1, 1) and record.metrics["test"]
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF_DIR / "debug").glob("*.yaml")))
+def test_every_debug_option_runs(make_cfg, tmp_path: Path, option: str) -> None:
+    run(make_cfg(*TINY, f"debug={option}"))
+    assert read_result(tmp_path).status == "ok"
+
+
+def test_debug_overfit_memorizes_its_batches(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*TINY, "model.hidden_sizes=[128]", "data.batch_size=16", "optimizer.lr=1e-2", "debug=overfit",
+                 "trainer.max_epochs=40"))
+    rows = read_epochs_csv(tmp_path / EPOCHS_FILE)
+    assert read_result(tmp_path).steps == 40 * 3  # the same 3 minibatches every epoch
+    assert rows[-1]["val/acc"] > 0.95 and rows[-1]["val/loss"] < rows[0]["val/loss"] / 10  # validated on them
+
+
+@pytest.mark.parametrize("logger,files", [
+    ("csv", ["metrics/metrics.csv"]),
+    ("many_loggers", ["metrics/metrics.csv", "events.out.tfevents.*"]),
+    ("none", []),
+])
+def test_loggers(make_cfg, tmp_path: Path, logger: str, files: list[str]) -> None:
+    run(make_cfg(*PLAIN, f"logger={logger}"))
+    assert read_result(tmp_path).status == "ok"
+    for pattern in files:
+        assert list(tmp_path.glob(pattern)), pattern
+    if logger == "none":
+        assert not list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_tags_are_recorded_and_shown_in_hparams(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*PLAIN, "tags=[baseline,report-002]"))
+    assert read_result(tmp_path).tags == ["baseline", "report-002"]
+    events = EventAccumulator(str(tmp_path)).Reload()
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_no_callbacks_keeps_and_tests_the_last_epoch(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*TINY, "~callbacks", "trainer.max_epochs=3"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["best"]["epoch"] == 2 and record.metrics["test"]
+
+
+def test_bf16_mixed_precision_trains(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*PLAIN, "trainer.precision=bf16-mixed", "trainer.max_epochs=2"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and 0.2 < record.metrics["test"]["test/acc"] <= 1
+
+
+def test_test_false_skips_the_test_set_and_train_false_needs_a_checkpoint(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*PLAIN, "test=false"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["test"] == {} and record.metrics["best"]
+    with pytest.raises(ConfigError, match="train=False: false needs ckpt_path"):
+        validate(make_cfg(*PLAIN, "train=false"))
+
+
+def test_ckpt_path_continues_training_to_the_numbers_of_an_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
+    straight, first, continued = (tmp_path / name for name in ("straight", "first", "continued"))
+    run(make_cfg(*PLAIN, "trainer.max_epochs=5", f"paths.output_dir={straight}"))
+    run(make_cfg(*PLAIN, "trainer.max_epochs=3", f"paths.output_dir={first}"))
+    run(make_cfg(*PLAIN, "trainer.max_epochs=5", f"ckpt_path={first}/checkpoints/last.ckpt",
+                 f"paths.output_dir={continued}"))
+    assert read_result(continued).epochs == 5
+    assert read_epochs_csv(continued / EPOCHS_FILE) == read_epochs_csv(straight / EPOCHS_FILE)
+    assert read_result(continued).metrics == read_result(straight).metrics
+
+
+def test_a_checkpoint_of_another_config_is_refused(make_cfg, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    run(make_cfg(*PLAIN, f"paths.output_dir={first}"))
+    with pytest.raises(CheckpointError, match="written by a job with another config"):
+        run(make_cfg(*PLAIN, "model.hidden_sizes=[16]", f"ckpt_path={first}/checkpoints/last.ckpt",
+                     f"paths.output_dir={tmp_path / 'other'}"))
+
+
+def test_evaluating_a_saved_checkpoint_gives_the_jobs_test_numbers(make_cfg, tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    run(make_cfg(*PLAIN, "trainer.max_epochs=3", f"paths.output_dir={job}"))
+    tested = read_result(job).metrics["test"]
+    run(make_cfg(*PLAIN, "train=false", f"ckpt_path={job}/checkpoints/best.ckpt", f"paths.output_dir={tmp_path / 'a'}"))
+    assert read_result(tmp_path / "a").metrics["test"] == pytest.approx(tested, rel=1e-6)
+    assert evaluate.main([str(job), "--out", str(tmp_path / "b")]) == 0  # the entry point: config from the file
+    assert read_result(tmp_path / "b").metrics["test"] == pytest.approx(tested, rel=1e-6)
+    assert evaluate.main([str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments,message", [
+    (["trainer=gpu"], "no GPU is visible here"),
+    (["experiment=regression"], "regression is a sweep: run it with -m"),
+    (["trainer.max_epoch=3"], "Could not override 'trainer.max_epoch'"),
+    (["logger=null"], "use logger=none (or ~logger) for none"),
+])
+def test_mistakes_fail_with_one_clear_line(tmp_path: Path, arguments: list[str], message: str) -> None:
+    if arguments == ["trainer=gpu"] and torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    result = run_train(*TINY, *arguments, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_logs_to_train_log_prints_unwrapped_tables_and_says_what_next(tmp_path: Path) -> None:
+    result = run_train(*TINY, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "epoch 2/2" in log and "ok after 2 epochs" in log
+    assert f"outputs: {tmp_path}/run" in result.stdout and f"tensorboard --logdir {tmp_path}/run" in result.stdout
+    assert "Warning" not in result.stderr and "deprecated" not in result.stderr  # nothing printed on every run
+
+    sweep = tmp_path / "sweep"
+    swept = run_train("-m", "seed=0-10", *TINY, "trainer.max_epochs=1", "hydra.callbacks.sweep_summary.aggregate=false",
+                      f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    rows = [line for line in swept.stdout.splitlines() if line.startswith("| ") and "seed=" in line]
+    assert [row.split("|")[1].strip().split("_")[0] for row in rows] == [str(n) for n in range(11)]  # 0, 1, ..., 10
+    assert all(str(sweep) in line for line in swept.stdout.splitlines() if line.startswith("Sweep "))  # not wrapped
+    assert f"next: tensorboard --logdir {sweep}" in swept.stdout

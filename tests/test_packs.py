@@ -1,0 +1,186 @@
+"""Packs: jobs trained together as one batched model leave what each job alone would have left.
+
+Each test trains a pack in-process through the real pack-job path (a manifest of member configs, as
+the sweeper writes it) and compares every member with the same job trained alone (a pack of one).
+Tolerance: members never share a parameter and every member-wise op (init, batch order, dropout
+masks, augmentation, penalty, optimizer step) is computed from that member's own values and
+streams, so training is identical up to float rounding in batched kernels (matrix products, batch
+norm over n*C channels): float32 values agree to ~1e-6 relative. The comparisons allow 1e-5 relative
+and 1e-5 absolute, the latter for derived differences such as gen_gap/loss = val/loss - train loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR, TINY, run_train
+from regsweep.job import run
+from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
+
+RTOL, ATOL = 1e-5, 1e-5
+SMALL = [*TINY, "trainer.max_epochs=3", "callbacks=no_stop", "data.batch_size=64"]
+
+
+def member_config(job_dir: Path, overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        cfg = compose("train", overrides=[*SMALL, *overrides, f"paths.output_dir={job_dir}"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def train_pack(root: Path, members: list[list[str]], name: str = "pack") -> list[ResultRecord]:
+    """Train ``members`` (override lists) as one pack job, the way a sweep's pack job does; their records."""
+    entries = []
+    for index, overrides in enumerate(members):
+        job_dir = root / name / f"{index}"
+        job_dir.mkdir(parents=True)
+        entries.append({"dir": str(job_dir), "num": index, "overrides": overrides,
+                        "config": member_config(job_dir, overrides)})
+    manifest = root / f"{name}.json"
+    manifest.write_text(json.dumps({"pack": name, "sweep_dir": str(root), "members": entries}))
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        run(compose("train", overrides=[*SMALL, f"pack.manifest={manifest}", f"paths.output_dir={root / name}"]))
+    return [read_result(Path(entry["dir"])) for entry in entries]
+
+
+def train_alone(root: Path, overrides: list[str], name: str) -> ResultRecord:
+    return train_pack(root, [overrides], name)[0]
+
+
+def weights(record: ResultRecord) -> dict[str, np.ndarray]:
+    with np.load(Path(record.job.dir) / WEIGHTS_FILE) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def assert_same_job(packed: ResultRecord, alone: ResultRecord) -> None:
+    assert packed.status == alone.status == "ok" and packed.epochs == alone.epochs
+    rows, alone_rows = (read_epochs_csv(Path(r.job.dir) / EPOCHS_FILE) for r in (packed, alone))
+    assert [row.keys() for row in rows] == [row.keys() for row in alone_rows]
+    for row, alone_row in zip(rows, alone_rows):
+        assert row == pytest.approx(alone_row, rel=RTOL, abs=ATOL)
+    for section in ("best", "test"):
+        assert packed.metrics[section] == pytest.approx(alone.metrics[section], rel=RTOL, abs=ATOL)
+    packed_weights, alone_weights = weights(packed), weights(alone)
+    assert packed_weights.keys() == alone_weights.keys()
+    for name in packed_weights:
+        np.testing.assert_allclose(packed_weights[name], alone_weights[name], rtol=RTOL, atol=ATOL)
+
+
+def test_every_member_of_a_pack_matches_the_same_job_trained_alone(tmp_path: Path) -> None:
+    members = [[f"seed={seed}"] for seed in range(4)]
+    packed = train_pack(tmp_path, members)
+    assert {r.job.pack for r in packed} == {"pack"} and len({r.metrics["test"]["test/loss"] for r in packed}) == 4
+    for index in (0, 3):  # the first and the last member
+        assert_same_job(packed[index], train_alone(tmp_path, members[index], f"alone{index}"))
+
+
+def test_member_wise_penalties_learning_rates_and_weight_decay(tmp_path: Path) -> None:
+    """A pack mixing regularizer options, strengths, learning rates and weight decay: each its own updates."""
+    members = [
+        ["regularizer=none"],
+        ["regularizer=l1", "regularizer.l1=1e-3", "optimizer.lr=3e-3"],
+        ["regularizer=l2", "regularizer.l2=1e-2", "optimizer.weight_decay=1e-3"],
+        ["regularizer=l1l2", "regularizer.l1=1e-4", "regularizer.l2=1e-3", "regularizer.grad_noise_std=0.01",
+         "optimizer.lr=3e-3"],
+    ]
+    packed = train_pack(tmp_path, members)
+    penalties = [r.metrics["final"]["train/penalty"] for r in packed]
+    assert penalties[0] == 0 and all(p > 0 for p in penalties[1:])
+    assert [r.metrics["final"]["lr"] for r in packed] == pytest.approx([1e-3, 3e-3, 1e-3, 3e-3])
+    for index, overrides in enumerate(members):
+        assert_same_job(packed[index], train_alone(tmp_path, overrides, f"alone{index}"))
+
+
+def test_dropout_and_augmentation_are_per_member_and_deterministic(tmp_path: Path) -> None:
+    """Masks and augmentation draws come from each member's own streams: the same numbers in or out of a pack."""
+    members = [["model.dropout=0.3", "augment=all", f"seed={seed}"] for seed in range(3)] + [["model.dropout=0"]]
+    packed = train_pack(tmp_path, members)
+    again = train_pack(tmp_path, members, "again")
+    for first, second in zip(packed, again):  # same command, same numbers
+        assert first.metrics == second.metrics
+    assert_same_job(packed[1], train_alone(tmp_path, members[1], "alone1"))
+    assert_same_job(packed[3], train_alone(tmp_path, members[3], "alone3"))  # dropout 0 beside dropout 0.3
+
+
+def test_batch_norm_and_layer_norm_pack(tmp_path: Path) -> None:
+    for norm in ("batch", "layer"):
+        members = [[f"model.norm={norm}", f"seed={seed}"] for seed in range(2)]
+        packed = train_pack(tmp_path, members, f"pack_{norm}")
+        assert_same_job(packed[1], train_alone(tmp_path, members[1], f"alone_{norm}"))
+
+
+def test_the_cnn_packs(tmp_path: Path) -> None:
+    cnn = ["model=cnn", "model.channels=[4,8]", "model.kernel_size=3", "model.norm=batch", "regularizer=l1"]
+    members = [[*cnn, f"seed={seed}"] for seed in range(2)]
+    packed = train_pack(tmp_path, members)
+    assert_same_job(packed[0], train_alone(tmp_path, members[0], "alone"))
+
+
+def test_a_diverging_member_fails_alone_and_its_pack_mates_finish(tmp_path: Path) -> None:
+    members = [["data=regression", "optimizer=sgd", f"optimizer.lr={lr}", "data.batch_size=null"] for lr in (1e6, 1e-2)]
+    diverged, healthy = train_pack(tmp_path, members)
+    assert diverged.status == "failed" and "DivergenceError: training diverged" in diverged.error
+    assert healthy.status == "ok" and healthy.epochs == 3
+    assert_same_job(healthy, train_alone(tmp_path, members[1], "alone"))
+
+
+def test_an_early_stopped_member_is_frozen_while_the_others_go_on(tmp_path: Path) -> None:
+    stopping = ["callbacks=default", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=0.5",
+                "trainer.max_epochs=6"]
+    stopped, full = train_pack(tmp_path, [stopping, ["trainer.max_epochs=6"]])
+    assert stopped.epochs == 2 and "early stopping: val/loss did not improve" in stopped.stop_reason
+    assert full.epochs == 6 and full.stop_reason is None
+    assert_same_job(stopped, train_alone(tmp_path, stopping, "alone_stopped"))
+    assert_same_job(full, train_alone(tmp_path, ["trainer.max_epochs=6"], "alone_full"))
+
+
+def test_each_member_tests_its_own_best_epoch(tmp_path: Path) -> None:
+    checkpoint = ["callbacks=no_stop", "callbacks.model_checkpoint.monitor=val/acc", "trainer.max_epochs=5"]
+    packed = train_pack(tmp_path, [[*checkpoint, f"seed={seed}"] for seed in range(3)])
+    for record in packed:
+        rows = read_epochs_csv(Path(record.job.dir) / EPOCHS_FILE)
+        best = max(rows, key=lambda row: row["val/acc"])
+        assert record.metrics["best"]["epoch"] == next(r["epoch"] for r in rows if r["val/acc"] == best["val/acc"])
+        saved = torch.load(Path(record.job.dir) / "checkpoints" / "best.ckpt", weights_only=False)
+        assert saved["epoch"] == record.metrics["best"]["epoch"] and saved["monitor"] == "val/acc"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_a_pack_trains_on_cuda_like_on_the_cpu(tmp_path: Path) -> None:
+    members = [[f"seed={seed}", "trainer.deterministic=false"] for seed in range(3)]
+    cuda = train_pack(tmp_path, [[*m, "trainer=gpu"] for m in members], "cuda")
+    cpu = train_pack(tmp_path, [[*m, "trainer=cpu"] for m in members], "cpu")
+    for on_gpu, on_cpu in zip(cuda, cpu):  # same initial weights (drawn on the CPU), same batch order
+        assert on_gpu.status == "ok"
+        assert on_gpu.metrics["test"]["test/acc"] == pytest.approx(on_cpu.metrics["test"]["test/acc"], abs=0.05)
+
+
+@pytest.mark.slow
+def test_a_packed_multirun_leaves_what_the_sequential_one_leaves(tmp_path: Path) -> None:
+    """End to end through train.py: pack.size=auto and pack.size=off, the same job dirs and numbers."""
+    sweeps = {}
+    for size in ("auto", "off"):
+        sweep = tmp_path / size
+        result = run_train("-m", "seed=0-2", "regularizer=none,l1l2", *SMALL, f"pack.size={size}",
+                           f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        sweeps[size] = sweep
+    auto_dirs = sorted(p.name for p in sweeps["auto"].iterdir() if (p / "result.json").exists())
+    off_dirs = sorted(p.name for p in sweeps["off"].iterdir() if (p / "result.json").exists())
+    assert len(auto_dirs) == 6 and [d.replace("pack.size=auto", "") for d in auto_dirs] == [
+        d.replace("pack.size=off", "") for d in off_dirs]
+    packs = {read_result(sweeps["auto"] / d).job.pack for d in auto_dirs}
+    assert len(packs) == 1  # seeds and regularizer options are member-wise: one pack
+    for auto_dir, off_dir in zip(auto_dirs, off_dirs):
+        packed, alone = read_result(sweeps["auto"] / auto_dir), read_result(sweeps["off"] / off_dir)
+        assert_same_job(packed, alone)
+        assert (sweeps["auto"] / auto_dir / ".hydra" / "overrides.yaml").exists()
+        assert list((sweeps["auto"] / auto_dir).glob("events.out.tfevents.*"))
+    for name in ("summary.md", "summary.csv", "comparisons.csv"):
+        assert (sweeps["auto"] / name).exists()
