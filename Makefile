@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install train test test-fast bench bench-pruning tensorboard clean
+.PHONY: install servers train test test-fast bench bench-pruning tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ install: $(BIN)/regsweep-aggregate
 train: install
 	$(BIN)/python train.py $(ARGS)
 
-test: install
+servers:                 # Debian's SLURM, munge and PostgreSQL for the launcher and storage tests
+	@if [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; then bash .ci/install-servers.sh; \
+	else echo "servers: not root and no sudo; the SLURM and PostgreSQL tests will skip"; fi
+
+test: install servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -14,6 +14,8 @@ from omegaconf import DictConfig
 
 from regsweep.config import register_configs, register_resolvers
 
+pytest_plugins = ["servers"]  # tests/servers.py: the real SLURM and PostgreSQL fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"

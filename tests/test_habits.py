@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONF_DIR, TINY, run_train
+from conftest import CONF_DIR, ROOT, TINY, run_train
 from regsweep import evaluate
 from regsweep.checkpoints import CheckpointError
 from regsweep.config import validate
@@ -156,3 +159,25 @@ def test_a_run_logs_to_train_log_prints_unwrapped_tables_and_says_what_next(tmp_
     assert [row.split("|")[1].strip().split("_")[0] for row in rows] == [str(n) for n in range(11)]  # 0, 1, ..., 10
     assert all(str(sweep) in line for line in swept.stdout.splitlines() if line.startswith("Sweep "))  # not wrapped
     assert f"next: tensorboard --logdir {sweep}" in swept.stdout
+
+
+PROBE = """
+import runpy, sys
+sys.argv = ["train.py", *sys.argv[1:]]
+try:
+    runpy.run_path({train!r}, run_name="__main__")
+finally:
+    print("IMPORTED", sorted({{m.split(".")[0] for m in sys.modules}} & {{"optuna", "sqlalchemy", "submitit"}}))
+"""
+
+
+@pytest.mark.slow
+def test_a_plain_job_imports_no_search_or_cluster_code(tmp_path: Path) -> None:
+    """Optuna and submitit (seconds of imports in every job) load only for a search or on a cluster."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE.format(train=str(ROOT / "train.py")))
+    result = subprocess.run([sys.executable, str(probe), *TINY, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_result(tmp_path / "run").status == "ok"
+    assert "IMPORTED []" in result.stdout, result.stdout[-500:]

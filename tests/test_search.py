@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-import torch
 import yaml
 from omegaconf import OmegaConf
 from optuna.trial import TrialState

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,8 +41,10 @@ from regsweep.interrupts import as_interrupted, stop_at_safe_points
 from regsweep.models import MemberModel
 from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs
+from regsweep.metrics import REGRESSION
 from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
+from regsweep.sweep.lock import pack_claim
 from regsweep.threads import configure_threads
 from regsweep.trainer import lightning_arguments
 
@@ -87,7 +90,7 @@ class Member:
     outputs: MemberOutputs | None = None
     streams: dict[str, torch.Generator] = field(default_factory=dict)
     start: dict[str, Any] | None = None  # the checkpoint it continues from (last.ckpt), if any
-    snapshot: dict[str, Any] | None = None  # its state after the last finished epoch, for last.ckpt
+    snapshot: tuple[dict[str, Any], dict[str, Any]] | None = None  # (the pack's, its own) state after the last epoch
     final_state: dict[str, torch.Tensor] | None = None  # weights when it left the pack (or at the end)
     done: bool = False  # its outcome is decided (it stopped, failed or finished training)
 
@@ -214,6 +217,14 @@ class PackRun:
             log.info("job %s continues from %s (after epoch %d)", member.job.name, given, payload["epochs"])
         return payload
 
+    def _timed(self, name: str, work: Any) -> Any:
+        """``work``, adding its time to ``timings[name_s]`` (part of fit_s: where an epoch's time goes)."""
+        def timed(*args: Any) -> None:
+            started = time.perf_counter()
+            work(*args)
+            self.timings[f"{name}_s"] = round(self.timings.get(f"{name}_s", 0.0) + time.perf_counter() - started, 4)
+        return timed
+
     def _phase(self, name: str, started: float) -> float:
         now = time.perf_counter()
         self.timings[f"{name}_s"] = round(self.timings.get(f"{name}_s", 0.0) + now - started, 3)
@@ -221,7 +232,7 @@ class PackRun:
 
     def _prepare(self, members: list[Member]) -> None:
         first = members[0]
-        configure_threads(first.cfg)
+        threads = configure_threads(first.cfg)
         if first.cfg.get("flush_denormal", True):
             # Acts on this thread; torch's intra-op threads inherit the mode when they start, which is
             # during this job's first parallel op as long as nothing before the job ran torch work.
@@ -229,6 +240,7 @@ class PackRun:
         L.seed_everything(first.settings.seed, verbose=False)  # only for code outside the harness's own streams
         self.splits = load_splits(first.settings.data)
         for member in members:
+            member.record.threads = threads
             self._describe_data(member)
 
     def _train(self, members: list[Member]) -> None:
@@ -261,6 +273,9 @@ class PackRun:
                 member.final_state = module.member_state(member.id)
                 member.record.status, member.done, member.record.steps = OK, True, module.steps_done
         t = self._phase("fit", t)
+        if module.epoch_times:  # the first epoch pays one-off costs: the steady epoch is the median of the others
+            self.timings["first_epoch_s"] = round(module.epoch_times[0], 4)
+            self.timings["epoch_s"] = round(statistics.median(module.epoch_times[1:] or module.epoch_times), 4)
         tested = [m for m in members if m.record.status == OK]
         if tested and settings.test:
             module.load_member_states({m.id: self._kept_state(m) for m in tested})
@@ -279,10 +294,12 @@ class PackRun:
                             steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
         by_id = {m.id: m for m in members}
         module.on_member_stop = lambda member, stop: self._stopped(by_id[member], stop)
-        module.metric_sink = lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch)
-        module.on_epoch_done = lambda epoch: self._epoch_done([m for m in members if m.id in module.active])
+        module.metric_sink = self._timed("log", lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch))
+        module.on_epoch_done = self._timed("checkpoints", lambda epoch: self._epoch_done(
+            [m for m in members if m.id in module.active]))
         if any(m.outputs.histograms for m in members):
-            module.histogram = lambda member, tag, values, epoch: by_id[member].outputs.histogram(tag, values, epoch)
+            module.histogram = self._timed("histograms", lambda member, tag, values, epoch: by_id[member].outputs
+                                           .histogram(tag, values, epoch))
         if members[0].start:
             self._continue(members, module)
         return module
@@ -308,10 +325,11 @@ class PackRun:
         return f"job {members[0].job.name}" if len(members) == 1 else f"pack of {len(members)} jobs"
 
     def _epoch_done(self, members: list[Member]) -> None:
-        """After each epoch: a line in the log; remember each training member's state; write last.ckpt when due."""
+        """After each epoch: a line in the log; remember the pack's state; write last.ckpt when it is due."""
         self._log_epoch(members)
-        for member in members:
-            member.snapshot = self._training_checkpoint(member)
+        snapshot = self.module.snapshot()
+        for member in members:  # the per-member parts are cut from the snapshot only when written
+            member.snapshot = (snapshot, self._member_extras(member))
         every = members[0].settings.last_checkpoint_every_s if members else None
         if members and every is not None and time.perf_counter() - getattr(self, "_saved_at", 0.0) >= every:
             for member in members:
@@ -329,36 +347,39 @@ class PackRun:
                  self._who(members) if len(members) > 1 else "1 job", objective, shown,
                  sum(row["train/loss"] for row in rows) / len(rows))
 
-    def _training_checkpoint(self, member: Member) -> dict[str, Any]:
-        module = self.module
+    def _member_extras(self, member: Member) -> dict[str, Any]:
+        """The member's own state beside the pack's tensors: its random streams, callbacks, rows so far."""
         checkpoint = member.checkpoint
         return {
-            "digest": checkpoints.training_digest(member.cfg), "epochs": module.epoch + 1,
-            "config": OmegaConf.to_container(member.cfg, resolve=True),
-            "steps": module.steps_done, "training": module.training_state(member.id),
             "streams": checkpoints.generator_states(member.streams),
-            "init": checkpoints.generator_states({"init": module.specs[member.id].model.init}),
+            "init": checkpoints.generator_states({"init": self.module.specs[member.id].model.init}),
             "callbacks": {cb.state_key: cb.state_dict() for cb in member.callbacks},
             "best_state": None if checkpoint is None else checkpoint.best_state,
-            "history": list(module.history[member.id]),
+            "history": list(self.module.history[member.id]),
         }
 
-    @staticmethod
-    def _save_last(member: Member) -> None:
+    def _last_checkpoint(self, member: Member) -> dict[str, Any]:
+        snapshot, extras = member.snapshot
+        training = self.module.training_state(member.id, snapshot)
+        return {"digest": checkpoints.training_digest(member.cfg), "epochs": training["epochs"],
+                "steps": training["steps"], "config": OmegaConf.to_container(member.cfg, resolve=True),
+                "training": training, **extras}
+
+    def _save_last(self, member: Member) -> None:
         if member.snapshot is not None:
-            checkpoints.write_checkpoint(member.last_path, checkpoints.LAST_FORMAT, member.snapshot)
+            checkpoints.write_checkpoint(member.last_path, checkpoints.LAST_FORMAT, self._last_checkpoint(member))
 
     def _interrupted(self, member: Member, stop: Interrupted) -> None:
         """A signal stopped training: save where the member was, so that the same command continues it."""
         member.done = True
         member.record.status = INTERRUPTED
         self._save_last(member)
-        where = (f"continues after epoch {member.snapshot['epochs']}" if member.snapshot is not None
-                 else "restarts from the beginning (no epoch finished)")
+        epochs = member.snapshot[0]["epochs"] if member.snapshot is not None else 0
+        where = f"continues after epoch {epochs}" if epochs else "restarts from the beginning (no epoch finished)"
         member.record.error = f"{stop} during epoch {self.module.epoch if self.module else 0}; resuming {where}"
-        if self.module is not None and member.snapshot is not None:
-            member.record.epochs = member.snapshot["epochs"]
-            member.outputs.write_epochs(member.snapshot["history"])
+        if member.snapshot is not None:
+            member.record.epochs = epochs
+            member.outputs.write_epochs(member.snapshot[1]["history"])
         log.warning("job %s: %s", member.job.name, member.record.error)
 
     def _describe_data(self, member: Member) -> None:
@@ -490,16 +511,24 @@ def run(cfg: DictConfig) -> Any:
     quiet_lightning()
     manifest = OmegaConf.select(cfg, "pack.manifest")
     if manifest:
-        _, members = manifest_members(Path(manifest))
-        pack = PackRun(members)
-        with MemberOutputs.logging_into([m.job for m in members]):
-            pack.run()
+        with pack_claim(Path(manifest)) as may_run:
+            if not may_run:
+                log.warning("Pack %s was given up by its sweep (its launcher stopped): not training it", manifest)
+                return {}
+            _, members = manifest_members(Path(manifest))
+            pack = PackRun(members)
+            with MemberOutputs.logging_into([m.job for m in members]):
+                pack.run()
         return {m.job.num: pack.objectives(m) for m in members if m.record.status == OK}
     member = current_member(cfg)
     refuse_a_sweep_without_multirun()
     pack = PackRun([member])
     pack.run()
     if member.record.status == OK:
+        if member.settings.task == REGRESSION:  # a sweep's summary draws its jobs'; a job alone draws its own
+            from regsweep.aggregate.plots import write_prediction_plot  # matplotlib: only here
+
+            write_prediction_plot(Path(member.job.dir))
         print_run_summary(member.record)
         return pack.objectives(member)
     if member.record.status != FAILED:

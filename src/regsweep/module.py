@@ -19,7 +19,9 @@ callbacks (:mod:`regsweep.callbacks`), which may stop a member; stopped members 
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,6 +39,7 @@ from regsweep.models import (
     PackNet,
     member_state,
     member_weights,
+    own_layer_names,
     pack_state,
     penalized_weights,
 )
@@ -129,6 +132,7 @@ class PackModule(L.LightningModule):
         self.histogram: Callable[[int, str, Tensor, int], None] | None = None
         self.metric_sink: Callable[[int, Row, int], None] = lambda member, row, epoch: None
         self.on_epoch_done: Callable[[int], None] = lambda epoch: None  # the pack may save its state here
+        self.epoch_times: list[float] = []  # wall seconds of each epoch (training, validation, logging)
         self.interrupt: BaseException | None = None  # set by a signal handler; raised at the next safe point
         self.test_results: dict[int, Row] = {}
         self.test_predictions: dict[int, Tensor] = {}  # regression: each member's predictions of the test set
@@ -320,6 +324,9 @@ class PackModule(L.LightningModule):
 
     # --- the end of an epoch ------------------------------------------------------------------------
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self._totals.clear()
@@ -360,24 +367,43 @@ class PackModule(L.LightningModule):
             self.trainer.should_stop = True
         self.rows = {}
         self.on_epoch_done(self.epoch)
+        self.epoch_times.append(time.perf_counter() - self._epoch_started)
 
     # --- resumable training state -------------------------------------------------------------------
 
-    def training_state(self, member: int) -> dict[str, Any]:
-        """What an active member needs to continue exactly where it is: weights, optimizer, schedule, counters.
+    def snapshot(self) -> dict[str, Any]:
+        """The whole pack's training state after this epoch, in a few tensor copies (cheap enough every epoch).
 
-        Taken between epochs (after the schedule stepped), so a resumed member starts the next epoch.
+        Taken between epochs (after the schedule stepped), so a member continued from it starts the
+        next epoch; :meth:`training_state` cuts one member's part out of it.
         """
-        g, i = self._position(member)
         optimizer = self.optimizers().optimizer.state_dict()
-        first = sum(len(list(net.parameters())) for net in self.nets[:g])
-        positions = range(len(list(self.nets[g].parameters())))
+        return {
+            "nets": [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in self.nets],
+            "optimizer": {"state": {k: {name: v.clone() if torch.is_tensor(v) else v for name, v in state.items()}
+                                    for k, state in optimizer["state"].items()},
+                          "param_groups": copy.deepcopy(optimizer["param_groups"])},
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "groups": [list(group) for group in self.groups], "epochs": self.epoch + 1, "steps": self.steps_done,
+        }
+
+    def training_state(self, member: int, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """What a member needs to continue exactly where a snapshot has it: weights, optimizer, schedule, counters."""
+        groups = snapshot["groups"]
+        g = next(index for index, group in enumerate(groups) if member in group)
+        i = groups[g].index(member)
+        names = own_layer_names(self.nets[g], self.specs[member].model.dropout)
+        model = {f"{names[key.split('.', 1)[0]]}.{key.split('.', 1)[1]}": value[i : i + 1]
+                 for key, value in snapshot["nets"][g].items()}
+        optimizer = snapshot["optimizer"]
+        first = sum(len(group["params"]) for group in optimizer["param_groups"][:g])
+        positions = range(len(optimizer["param_groups"][g]["params"]))
         slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][first + k].items()}
                   for k in positions if first + k in optimizer["state"]}
         group = {k: v for k, v in optimizer["param_groups"][g].items() if k != "params"}
-        schedule = None if self.schedule is None else _group_entries(self.schedule.state_dict(), len(self.groups), [g])
-        return {"model": self.member_state(member), "optimizer": {"state": slices, "group": group},
-                "schedule": schedule, "epochs": self.epoch + 1, "steps": self.steps_done}
+        schedule = None if snapshot["schedule"] is None else _group_entries(snapshot["schedule"], len(groups), [g])
+        return {"model": model, "optimizer": {"state": slices, "group": group}, "schedule": schedule,
+                "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
 
     def resume(self, states: dict[int, dict[str, Any]]) -> None:
         """Continue these members from their training states (all taken after the same epoch)."""

@@ -89,6 +89,7 @@ class ResultRecord:
     penalty: dict[str, float] = field(default_factory=dict)  # nominal and applied l1/l2 (applied = / n_train)
     tags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the job (or of its pack)
+    threads: int | None = None  # torch's intra-op threads (the cores divided among parallel workers)
     started_at: str | None = None
     finished_at: str | None = None
     schema: int = SCHEMA_VERSION

@@ -18,7 +18,6 @@ import functools
 import logging
 import math
 from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
@@ -27,6 +26,7 @@ from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 
@@ -35,6 +35,7 @@ from regsweep.data.sources import DATASETS
 from regsweep.errors import ConfigError, RegsweepError
 from regsweep.instantiate import instantiate_trusted
 from regsweep.records import OK, PRUNED
+from regsweep.search.heartbeat import heartbeat, reap_stale_trials
 from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
 from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
 from regsweep.sweep.lock import sweep_dir_lock
@@ -167,7 +168,11 @@ def check_resumable(study: optuna.Study, directions: list[str], signature: dict[
 class SearchImpl:
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
-                 params: dict[str, str] | None, seeds_per_trial: int, top_k: int) -> None:
+                 params: dict[str, str] | None, seeds_per_trial: int, top_k: int, heartbeat_interval: float,
+                 grace_period: float) -> None:
+        if not 0 < heartbeat_interval < grace_period:
+            raise ConfigError("hydra.sweeper.grace_period", grace_period,
+                              f"must be greater than hydra.sweeper.heartbeat_interval ({heartbeat_interval}), which must be > 0")
         if seeds_per_trial < 1:
             raise ConfigError("hydra.sweeper.seeds_per_trial", seeds_per_trial, "must be >= 1")
         if n_trials < 1:
@@ -183,6 +188,7 @@ class SearchImpl:
                                     if custom_search_space else None)
         self.params = dict(params or {})
         self.seeds_per_trial, self.top_k = seeds_per_trial, top_k
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -210,9 +216,11 @@ class SearchImpl:
         self._log_best(study, objectives)
 
     def _open_study(self, url: str, signature: dict[str, Any]) -> optuna.Study:
-        study = optuna.create_study(study_name=self.study_name, storage=open_storage(url), sampler=self.sampler,
+        self.storage_backend = open_storage(url)
+        study = optuna.create_study(study_name=self.study_name, storage=self.storage_backend, sampler=self.sampler,
                                     pruner=self.pruner, directions=self.directions, load_if_exists=True)
         check_resumable(study, self.directions, signature)
+        reap_stale_trials(self.storage_backend, study, self.grace_period)  # trials of workers killed earlier
         if study.trials:  # a resumed study or a second worker must not replay the first run's random draws
             self.sampler.reseed_rng()
         log.info("Study '%s' (%d earlier trials) in %s; sampler %s, pruner %s", study.study_name, len(study.trials),
@@ -238,10 +246,12 @@ class SearchImpl:
         n_left = self.n_trials
         while n_left > 0 and not (isinstance(self.sampler, optuna.samplers.GridSampler)
                                   and self.sampler.is_exhausted(study)):
+            reap_stale_trials(self.storage_backend, study, self.grace_period)  # another worker may have died
             trials = [study.ask() for _ in range(min(self.n_jobs, n_left))]
             try:
-                configured = [self._configure(trial, space, fixed, deletions) for trial in trials]
-                outcomes = self._run_trials(runner, trials, configured, seeds, shared)
+                with heartbeat(self.storage_backend, study, trials, self.heartbeat_interval):
+                    configured = [self._configure(trial, space, fixed, deletions) for trial in trials]
+                    outcomes = self._run_trials(runner, trials, configured, seeds, shared)
             except BaseException:  # Ctrl-C or a broken search space: leave no trial RUNNING forever
                 for trial in trials:
                     self._tell(study, trial, TrialState.FAIL, None, {"reason": INTERRUPTED})
@@ -287,6 +297,10 @@ class SearchImpl:
             trial.set_user_attr(key, value)
         try:
             study.tell(trial, state=state, values=values)
+        except UpdateFinishedTrialError:  # reaped meanwhile by a worker that took this one for dead
+            log.warning("Trial %d was failed by another worker meanwhile (no heartbeat within "
+                        "hydra.sweeper.grace_period=%g s); this result is not stored", trial.number, self.grace_period)
+            return TrialState.FAIL
         except RuntimeError as error:
             # GridSampler calls study.stop() after the last grid point, which only works inside
             # study.optimize; the trial is stored before that, and the loop stops on is_exhausted().

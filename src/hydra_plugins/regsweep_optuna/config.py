@@ -55,6 +55,10 @@ class RegsweepOptunaConf(OptunaSweeperConf):
     max_failure_rate: float = 1.0  # failed share of a batch that aborts the search; 1.0 = never abort
     seeds_per_trial: int = 1  # train each trial with seeds seed..seed+K-1 and tell Optuna their mean
     top_k: int = 10  # rows of the report's table of best trials
+    # A worker stamps its running trials every heartbeat_interval s; a RUNNING trial silent for
+    # longer than grace_period s (its worker was killed) is failed by the next worker and retried once.
+    heartbeat_interval: float = 30.0
+    grace_period: float = 120.0
 
 
 PRUNERS = {"median": MedianPrunerConfig, "hyperband": HyperbandPrunerConfig, "none": NopPrunerConfig}

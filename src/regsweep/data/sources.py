@@ -15,7 +15,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 from omegaconf import MISSING
-from sklearn.model_selection import train_test_split
 
 from regsweep.data.splits import NORMALIZATIONS, Splits, from_arrays, normalize
 from regsweep.metrics import CLASSIFICATION, REGRESSION
@@ -64,6 +63,8 @@ class ImageDataConfig(DataConfig):
 
 def _holdout(x: np.ndarray, y: np.ndarray, size: float, seed: int, stratify: bool):
     """Split off ``size`` (a fraction < 1 or a count) of (x, y); returns (kept, held_out) pairs."""
+    from sklearn.model_selection import train_test_split  # scikit-learn takes most of a second to import
+
     held = size if size < 1 else int(size)
     x_keep, x_held, y_keep, y_held = train_test_split(
         x, y, test_size=held, random_state=seed, stratify=y if stratify else None

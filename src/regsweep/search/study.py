@@ -8,10 +8,11 @@ overrides) and re-attaches to its trial there, so it can report per-epoch values
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -38,10 +39,24 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return f"{DATABASES[scheme]}://{rest}"
 
 
-def open_storage(url: str) -> BaseStorage:
-    """A database URL (sqlite:///, postgresql://, mysql://) or else a journal file, created on first use."""
+def open_storage(url: str, attempts: int = 5) -> BaseStorage:
+    """A database URL (sqlite:///, postgresql://) or else a journal file, created on first use.
+
+    Workers started together on an empty database race to create Optuna's tables, and the loser
+    fails with a unique-key violation; its next attempt finds the tables made.
+    """
     if "://" in url:
-        return optuna.storages.get_storage(url)
+        for attempt in range(1, attempts + 1):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == attempts:
+                    raise
+                time.sleep(0.2 * attempt)
+            except sqlalchemy.exc.OperationalError as error:
+                shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+                reason = str(error.orig or error).strip().splitlines()[0]
+                raise ConfigError("hydra.sweeper.storage", shown, f"cannot be opened: {reason}") from None
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(url))
 

@@ -1,4 +1,4 @@
-"""One sweep per sweep dir: a lock file that a second process writing into the same dir runs into.
+"""One sweep per sweep dir, one process per pack: locks that a second writer runs into.
 
 A grid sweep holds the lock exclusively for as long as it runs; the workers of one Optuna search
 share it (they are meant to add trials to the same study), so a grid sweep and a search never mix
@@ -48,3 +48,31 @@ def sweep_dir_lock(sweep_dir: Path, shared: bool = False) -> Iterator[None]:
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
             handle.flush()
         yield
+
+
+ABANDONED_SUFFIX = ".abandoned"
+
+
+@contextlib.contextmanager
+def pack_claim(manifest: Path) -> Iterator[bool]:
+    """Held by a pack job while it trains; yields False when the sweep has given the pack up.
+
+    A launcher can give up on a batch while some of its jobs still run or wait in a queue (a
+    cancelled SLURM array task makes submitit raise). The sweep then waits for the running packs
+    (their claim is held) and gives up the others, so a pack that starts later trains nothing and
+    never writes over the records the sweep has written for it.
+    """
+    with open(Path(manifest).with_suffix(".lock"), "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield not Path(manifest).with_suffix(ABANDONED_SUFFIX).exists()
+
+
+def give_up_pack(manifest: Path) -> None:
+    """Wait until the pack's job (if it runs) has finished, then keep it from starting later."""
+    with pack_claim(manifest):
+        Path(manifest).with_suffix(ABANDONED_SUFFIX).touch()
+
+
+def reclaim_pack(manifest: Path) -> None:
+    """A pack launched again (a resumed sweep) may run."""
+    Path(manifest).with_suffix(ABANDONED_SUFFIX).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from regsweep.errors import ConfigError, RegsweepError, describe
 from regsweep.packing import group_into_packs, pack_key
 from regsweep.records import FAILED, OK, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result, write_result
 from regsweep.sweep.overrides import quoted
+from regsweep.sweep.lock import give_up_pack, reclaim_pack
 from regsweep.sweep.plan import PACKS_DIR, PlannedJob, prepare_job_dir
 from regsweep.threads import parallel_workers
 
@@ -183,10 +184,36 @@ class JobRunner:
         log.info("Launching %d jobs as %d packs (pack.size=%s)", len(jobs), len(units),
                  OmegaConf.select(self.config, "pack.size", default="auto"))
         with raise_on_signals():
-            returns = self.launcher.launch(units, initial_job_idx=jobs[0].num)
-        for members, ret in zip(packs.values(), returns):
-            self._record_lost_members(members, ret)
+            try:
+                returns = self.launcher.launch(units, initial_job_idx=jobs[0].num)
+            except Exception as error:  # e.g. submitit on a cancelled array task, while the others still run
+                self._settle_after(error, packs)
+            else:
+                for members, ret in zip(packs.values(), returns):
+                    self._record_lost_members(members, self._failure(ret))
         return [read_outcome(job) for job in jobs]
+
+    def _settle_after(self, error: Exception, packs: dict[str, list[PlannedJob]]) -> None:
+        """The launcher gave up on the batch: wait for its packs still running, give up the rest."""
+        reason = f"the launcher stopped: {describe(error)}"
+        log.error("%s; waiting for the packs still running", reason)
+        for name, members in packs.items():
+            give_up_pack(self._manifest_path(name))
+            self._record_lost_members(members, reason)
+
+    @staticmethod
+    def _failure(ret: JobReturn) -> str | None:
+        """Why a pack job did not complete (None when it did)."""
+        if ret.status == JobStatus.COMPLETED:
+            return None
+        try:
+            ret.return_value
+        except BaseException as error:  # the pack job's own failure, re-raised by Hydra here
+            return describe(error)
+        return f"pack job status {ret.status.name}"
+
+    def _manifest_path(self, name: str) -> Path:
+        return self.sweep_dir / PACKS_DIR / f"{name}.json"
 
     def _manifest(self, name: str, members: list[PlannedJob]) -> list[str]:
         """The pack job's overrides: its first member's (so its Hydra config is the sweep's), then the manifest.
@@ -200,22 +227,20 @@ class JobRunner:
 
         entries = [{"dir": job.dir, "num": job.num, "overrides": job.overrides, "config": self.resolved[job.num]}
                    for job in sorted(members, key=group)]
-        manifest = self.sweep_dir / PACKS_DIR / f"{name}.json"
+        manifest = self._manifest_path(name)
         atomic_write_text(manifest, json.dumps({"pack": name, "sweep_dir": str(self.sweep_dir), "members": entries},
                                                indent=1) + "\n")
-        return [*members[0].overrides, f"pack.manifest={quoted(str(manifest))}", f"hydra.sweep.subdir={PACKS_DIR}/{name}"]
+        reclaim_pack(manifest)
+        # The sweep dir as the sweeper resolved it: a launcher that composes the job again elsewhere
+        # (a SLURM node) would resolve its ${now:...} once more, to another dir.
+        return [*members[0].overrides, f"pack.manifest={quoted(str(manifest))}",
+                f"hydra.sweep.dir={quoted(str(self.sweep_dir))}", f"hydra.sweep.subdir={PACKS_DIR}/{name}"]
 
     @staticmethod
-    def _record_lost_members(jobs: list[PlannedJob], ret: JobReturn) -> None:
+    def _record_lost_members(jobs: list[PlannedJob], reason: str | None) -> None:
         """A pack job that died before its members' records were written: say so in each of them."""
-        if ret.status == JobStatus.COMPLETED:
+        if reason is None:
             return
-        try:
-            ret.return_value
-        except BaseException as error:  # the pack job's own failure, re-raised by Hydra here
-            reason = describe(error)
-        else:
-            reason = f"pack job status {ret.status.name}"
         for job in jobs:
             if not (Path(job.dir) / RESULT_FILE).exists():
                 info = JobInfo(name=Path(job.dir).name, dir=job.dir, num=job.num, overrides=job.overrides,

@@ -1,0 +1,59 @@
+"""What the benchmarks share: the machine description, paired timing rounds, ratios, the data."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's model name (denormal arithmetic is slow on some CPUs and not on others)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
+
+
+def machine() -> dict[str, object]:
+    return {"platform": platform.platform(), "cpu": cpu_model(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def paired_rounds(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each contender's measurement per round, the order reversed every other round.
+
+    This VM's speed drifts by tens of percent over minutes; comparing contenders within a round,
+    in alternating order, keeps that drift out of their ratios.
+    """
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(rounds):
+        names = list(contenders) if round_index % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            times[name].append(contenders[name]())
+    return times
+
+
+def ratio_summary(times: dict[str, list[float]], numerator: str, denominator: str) -> dict[str, object]:
+    """numerator / denominator within each round: the median, the range, every round."""
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "per_round": [round(r, 3) for r in ratios]}
+
+
+def ratio_text(ratio: dict[str, object]) -> str:
+    return f"{ratio['median']:.2f} (rounds {ratio['min']:.2f}-{ratio['max']:.2f})"

@@ -1,0 +1,193 @@
+"""Packs: what training a sweep's jobs as one batched model buys, measured end to end (``make bench-packs``).
+
+1. The default 10-seed sweep (``python train.py regularizer=l1l2 -m seed=0-9 callbacks=no_stop``,
+   digits, 30 epochs), command to shell prompt, packed vs ``pack.size=off`` vs the bare
+   sequential script bench/bare_sweep.py; with a breakdown of the packed sweep's time.
+2. Fashion-MNIST, the default 784-512-256-10 MLP, 10 seeds: epoch throughput (member-epochs per
+   second) of one pack of 10 vs the 10 jobs one after another.
+3. Threads: 4 jobs side by side on joblib's 2 workers, torch threads divided (``threads=auto``,
+   one each on this 2-core machine) vs not (``threads=2`` each: 4 threads on 2 cores).
+
+Every timing is a real run of train.py in a fresh process; contenders alternate within rounds.
+Results: bench/results/packs.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, SHARED_FASHION, machine, paired_rounds, ratio_summary, ratio_text
+
+from regsweep.atomic import atomic_write_text
+from regsweep.records import read_result
+
+DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
+PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")
+
+
+def run_command(command: list[str]) -> float:
+    """Wall seconds of a command, from its start to its exit (what a user waits for at the prompt)."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def train(*arguments: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), *arguments]
+
+
+def sweep_records(sweep_dir: Path) -> list:
+    return [read_result(path.parent) for path in sorted(sweep_dir.glob("*/result.json"))]
+
+
+def in_process_seconds(code: str) -> float:
+    """Seconds a snippet takes inside a fresh interpreter (its last printed line)."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def breakdown(sweep_dir: Path, total: float) -> dict[str, float]:
+    """Where the packed sweep's wall time goes: imports, the pack's phases, the summary, the rest."""
+    record = sweep_records(sweep_dir)[0]  # one pack: every member carries the pack's timings
+    imports = in_process_seconds("import time; t = time.perf_counter(); import regsweep.config, regsweep.job, "
+                                 "hydra_plugins.regsweep_sweeper._impl; print(time.perf_counter() - t)")
+    summary = in_process_seconds("import time; t = time.perf_counter(); from regsweep.aggregate import aggregate_sweep; "
+                                 f"aggregate_sweep({str(sweep_dir)!r}); print(time.perf_counter() - t)")
+    phases = {name: record.timings.get(name, 0.0) for name in PHASES}
+    pack = phases["setup_s"] + phases["fit_s"] + phases["test_s"] + phases["write_s"]
+    return {"total_s": total, "imports_s": imports, **phases,
+            "training_s": phases["fit_s"] - phases["log_s"] - phases["histograms_s"] - phases["checkpoints_s"],
+            "epoch_s": record.timings.get("epoch_s", 0.0), "summary_s": summary,
+            "startup_compose_plan_exit_s": total - imports - pack - summary}
+
+
+def default_sweep(rounds: int, work: Path) -> dict[str, object]:
+    counter = iter(range(10**6))
+    last: dict[str, Path] = {}
+
+    def sweep(size: str) -> float:
+        last[size] = work / f"sweep_{size}_{next(counter)}"
+        return run_command(train(*DEFAULT_SWEEP, f"pack.size={size}", f"hydra.sweep.dir={last[size]}"))
+
+    times = paired_rounds({
+        "packed": lambda: sweep("auto"),
+        "off": lambda: sweep("off"),
+        "bare": lambda: run_command([sys.executable, str(ROOT / "bench" / "bare_sweep.py")]),
+    }, rounds)
+    packed_acc = statistics.mean(r.metrics["test"]["test/acc"] for r in sweep_records(last["auto"]))
+    off_acc = statistics.mean(r.metrics["test"]["test/acc"] for r in sweep_records(last["off"]))
+    return {"command": "python train.py " + " ".join(DEFAULT_SWEEP), "wall_s": times,
+            "off_over_packed": ratio_summary(times, "off", "packed"),
+            "packed_over_bare": ratio_summary(times, "packed", "bare"),
+            "mean_test_acc": {"packed": packed_acc, "off": off_acc},
+            "breakdown_last_packed_round": breakdown(last["auto"], times["packed"][-1])}
+
+
+def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object]:
+    data = ["data=fashion_mnist", f"data.data_dir={SHARED_FASHION}"] if SHARED_FASHION.is_dir() else None
+    if data is None:
+        return {"skipped": f"Fashion-MNIST not found in {SHARED_FASHION}"}
+    counter = iter(range(10**6))
+
+    def sweep(size: str) -> float:
+        sweep_dir = work / f"fashion_{size}_{next(counter)}"
+        run_command(train(*data, "-m", "seed=0-9", "callbacks=no_stop", f"trainer.max_epochs={epochs}",
+                          "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
+                          f"pack.size={size}", f"hydra.sweep.dir={sweep_dir}"))
+        records = sweep_records(sweep_dir)
+        # member-epoch seconds: a pack's steady epoch trains all 10; a job alone trains one
+        return records[0].timings["epoch_s"] / 10 if size == "auto" else statistics.mean(
+            r.timings["epoch_s"] for r in records)
+
+    times = paired_rounds({"packed": lambda: sweep("auto"), "off": lambda: sweep("off")}, rounds)
+    return {"model": "784-512-256-10 MLP, Adam, batch 128, 10 seeds", "epochs": epochs,
+            "member_epoch_s": times, "speedup": ratio_summary(times, "off", "packed")}
+
+
+def thread_division(rounds: int, work: Path) -> dict[str, object]:
+    counter = iter(range(10**6))
+
+    def sweep(threads: str) -> float:
+        return run_command(train("-m", "seed=0-3", "pack.size=off", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                 f"threads={threads}", "callbacks=no_stop", "trainer.max_epochs=15",
+                                 "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
+                                 f"hydra.sweep.dir={work / f'threads_{threads}_{next(counter)}'}"))
+
+    times = paired_rounds({"divided": lambda: sweep("auto"), "oversubscribed": lambda: sweep("2")}, rounds)
+    return {"setup": "4 digits jobs, 15 epochs, hydra/launcher=joblib n_jobs=2 on 2 cores", "wall_s": times,
+            "oversubscribed_over_divided": ratio_summary(times, "oversubscribed", "divided")}
+
+
+def markdown(results: dict) -> str:
+    sweep, fashion, threads = results["default_sweep"], results["fashion_mnist"], results["threads"]
+    b = sweep["breakdown_last_packed_round"]
+    median = {name: statistics.median(t) for name, t in sweep["wall_s"].items()}
+    lines = [
+        f"# Packs ({results['machine']['cpu']}, {results['machine']['threads']} threads, torch {results['machine']['torch']})",
+        "", f"Method: {results['method']}.", "",
+        "| measurement | result | target |", "|---|---|---|",
+        f"| default 10-seed sweep, command to prompt: packed / `pack.size=off` / bare script | "
+        f"{median['packed']:.1f} s / {median['off']:.1f} s / {median['bare']:.1f} s | |",
+        f"| `pack.size=off` / packed | {ratio_text(sweep['off_over_packed'])} | >= 4 |",
+        f"| packed / bare sequential script | {ratio_text(sweep['packed_over_bare'])} | <= 1 |",
+        f"| mean test accuracy, packed / off | {sweep['mean_test_acc']['packed']:.4f} / "
+        f"{sweep['mean_test_acc']['off']:.4f} | equal |",
+    ]
+    if "skipped" in fashion:
+        lines.append(f"| Fashion-MNIST throughput | skipped: {fashion['skipped']} | >= 1.4 |")
+    else:
+        lines.append(f"| Fashion-MNIST, 10 seeds: member-epochs per second, packed / sequential | "
+                     f"{ratio_text(fashion['speedup'])} | >= 1.4 |")
+    lines += [
+        f"| threads: 4 jobs on 2 joblib workers, 2 threads each / divided (1 each) | "
+        f"{ratio_text(threads['oversubscribed_over_divided'])} | |",
+        "", "Where the packed default sweep's time goes (last round):", "",
+        "| part | seconds |", "|---|---|",
+        f"| imports (torch, Lightning, Hydra, the harness) | {b['imports_s']:.2f} |",
+        f"| Python start, Hydra compose, checking and planning the 10 jobs, exit | {b['startup_compose_plan_exit_s']:.2f} |",
+        f"| pack set-up (data, model, trainer) | {b['setup_s']:.2f} |",
+        f"| training (30 epochs of 10 members, validation included) | {b['training_s']:.2f} |",
+        f"| per-epoch logging (TensorBoard scalars, 10 runs) | {b['log_s']:.2f} |",
+        f"| weight histograms | {b['histograms_s']:.2f} |",
+        f"| epoch-end snapshots for last.ckpt, log lines | {b['checkpoints_s']:.2f} |",
+        f"| test | {b['test_s']:.2f} |",
+        f"| writing outputs (records, CSV, weights, checkpoints, HParams) | {b['write_s']:.2f} |",
+        f"| seed summary (statistics, tables, plots, TensorBoard aggregates) | {b['summary_s']:.2f} |",
+        f"| total | {b['total_s']:.2f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fashion-epochs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results = {
+            "machine": machine(),
+            "method": f"{args.rounds} rounds, contenders in alternating order, ratios within a round; "
+                      "every measurement a fresh train.py process",
+            "default_sweep": default_sweep(args.rounds, work),
+            "fashion_mnist": fashion_throughput(args.rounds, args.fashion_epochs, work),
+            "threads": thread_division(args.rounds, work),
+        }
+    atomic_write_text(args.out / "packs.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out / "packs.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
