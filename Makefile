@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install servers train test test-fast bench bench-pruning tensorboard clean
+.PHONY: install servers train test test-fast bench bench-packs bench-pruning results tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ test-fast: install
 bench: install           # about 5 minutes: data path, harness vs bare loop, denormals
 	$(BIN)/python bench/run.py
 
+bench-packs: install     # about 15 minutes: packed vs one-by-one sweeps, end to end; thread division
+	$(BIN)/python bench/packs.py
+
 bench-pruning: install   # about 15 minutes: an Optuna search with and without pruning
 	$(BIN)/python bench/pruning.py
+
+results: install         # hours on a 2-core CPU: every ready-made study, then docs/results.md
+	$(BIN)/python -m regsweep.reference $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir multirun/

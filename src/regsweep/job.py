@@ -425,7 +425,7 @@ class PackRun:
         member.record.status = stop.status
         if stop.status != OK:  # pruned: the reason is why the job has no result
             member.record.error = stop.reason
-        log.info("job %s: %s (epoch %d)", member.job.name, stop.reason, stop.epoch)
+        log.info("job %s: %s (stopped after %d epochs)", member.job.name, stop.reason, stop.epoch + 1)
 
     @staticmethod
     def _kept_state(member: Member) -> dict[str, torch.Tensor]:

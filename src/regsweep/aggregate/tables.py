@@ -182,7 +182,8 @@ def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Colum
 
 def job_totals_line(sweep: Sweep) -> str:
     ok, failed, missing = (sum(column) for column in zip(*(job_counts(g) for g in sweep.groups)))
-    return f"{len(sweep.jobs)} jobs in {len(sweep.groups)} groups: {ok} ok, {failed} failed, {missing} missing"
+    groups = f"{len(sweep.groups)} group{'s' if len(sweep.groups) != 1 else ''}"
+    return f"{len(sweep.jobs)} jobs in {groups}: {ok} ok, {failed} failed, {missing} missing"
 
 
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:

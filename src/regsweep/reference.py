@@ -1,0 +1,173 @@
+"""Reference results: run every ready-made study and assemble docs/results.md (``make results``).
+
+Each study of ``conf/experiment/`` runs as a user runs it (``python train.py -m experiment=<name>``)
+into ``<work>/<name>``; re-running resumes an interrupted study (completed jobs are kept). Its
+seed summary (summary.md) goes into docs/results.md under the exact command, with the run's
+seeds, epochs, wall time and machine, and its group plots are copied next to it. What a study's
+numbers mean, and how they compare with the course reports, is prose written after reading them:
+``docs/notes/<name>.md``, included when present.
+
+    python -m regsweep.reference                         # all studies (hours on a 2-core CPU)
+    python -m regsweep.reference --studies l1_vs_l2 regression --extra trainer.max_epochs=5
+    python -m regsweep.reference --assemble-only         # rebuild docs/results.md from the sweep dirs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from regsweep.atomic import atomic_write_text
+from regsweep.records import OK, find_job_dirs, read_result
+from regsweep.sweep.plan import SweepPlan
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = ROOT / "conf" / "experiment"
+DOCS = ROOT / "docs"
+TIMING_FILE = "reference_wall_s.txt"  # in each study's sweep dir: how long its runs took, all together
+
+
+@dataclass
+class StudyRun:
+    name: str
+    command: list[str]
+    sweep_dir: Path
+    wall_s: float | None  # None: not timed
+
+
+def study_names() -> list[str]:
+    return sorted(path.stem for path in EXPERIMENTS.glob("*.yaml"))
+
+
+def study_question(name: str) -> str:
+    """The first comment line of the study's config: the question it asks."""
+    for line in (EXPERIMENTS / f"{name}.yaml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and "@package" not in line:
+            return line.lstrip("# ").rstrip(":")
+    return name
+
+
+def command_of(name: str, extra: Sequence[str]) -> list[str]:
+    return ["python", "train.py", "-m", f"experiment={name}", "trainer.enable_progress_bar=false", *extra]
+
+
+def run_study(name: str, work: Path, extra: Sequence[str]) -> None:
+    """Run (or resume) one study and note its wall time; its jobs' failures are in its summary."""
+    sweep_dir = (work / name).resolve()
+    command = command_of(name, extra)
+    started = time.perf_counter()
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "train.py"), *command[2:], f"hydra.sweep.dir={sweep_dir}"],
+                   cwd=ROOT, check=False, env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
+    if sweep_dir.is_dir():  # a resumed study adds its time to the runs before
+        before = float((sweep_dir / TIMING_FILE).read_text()) if (sweep_dir / TIMING_FILE).exists() else 0.0
+        atomic_write_text(sweep_dir / TIMING_FILE, f"{before + time.perf_counter() - started:.0f}\n")
+
+
+def earlier_run(name: str, work: Path) -> StudyRun:
+    """A study as its sweep dir tells it: the command from its plan, the wall time of its runs."""
+    sweep_dir = (work / name).resolve()
+    plan = SweepPlan.load(sweep_dir)
+    extra = [a for a in (plan.command[1:] if plan else [])
+             if not a.startswith(("-m", "experiment=", "hydra.sweep.dir=", "trainer.enable_progress_bar="))]
+    timing = sweep_dir / TIMING_FILE
+    wall_s = float(timing.read_text()) if timing.exists() else None
+    return StudyRun(name, command_of(name, extra), sweep_dir, wall_s)
+
+
+def run_facts(run: StudyRun) -> str:
+    """Jobs, seeds and epochs trained, from the records; wall time; the machine."""
+    records = [read_result(d) for d in find_job_dirs(run.sweep_dir) if (d / "result.json").exists()]
+    ok = [r for r in records if r.status == OK]
+    seeds = sorted({r.seed for r in ok if r.seed is not None})
+    epochs = sorted({r.epochs for r in ok})
+    parts = [f"{len(ok)} of {len(records)} jobs ok",
+             f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no seeds",
+             f"epochs trained {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"{epochs[0] if epochs else 0} epochs"]
+    if run.wall_s is not None:
+        parts.append(f"wall time {run.wall_s / 60:.1f} min")
+    return "; ".join(parts) + f" on {os.cpu_count()} CPU cores ({platform.machine()})"
+
+
+def summary_section(run: StudyRun, figures: Path) -> list[str]:
+    """The study's summary.md, headings one level down, its group plots copied to ``figures``."""
+    summary = run.sweep_dir / "summary.md"
+    if not summary.exists():
+        return ["_No summary: the study did not run (see its log)._", ""]
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for line in summary.read_text(encoding="utf-8").splitlines()[1:]:  # its own title goes
+        image = re.fullmatch(r"!\[(.*)\]\((.+)\)", line.strip())
+        if image:
+            source = run.sweep_dir / image.group(2)
+            if not image.group(2).startswith("plots/") or not source.exists():
+                continue  # per-job plots stay in the sweep dir
+            shutil.copy2(source, figures / source.name)
+            line = f"![{image.group(1)}]({figures.relative_to(DOCS)}/{source.name})"
+        lines.append("#" + line if line.startswith("#") else line)
+    return lines
+
+
+def study_section(run: StudyRun) -> list[str]:
+    notes = DOCS / "notes" / f"{run.name}.md"
+    return [
+        f"## {run.name}: {study_question(run.name)}",
+        "",
+        "```bash",
+        " ".join(run.command),
+        "```",
+        "",
+        run_facts(run) + ".",
+        "",
+        *([notes.read_text(encoding="utf-8").strip(), ""] if notes.exists() else []),
+        *summary_section(run, DOCS / "results" / run.name),
+        "",
+    ]
+
+
+def results_markdown(runs: list[StudyRun]) -> str:
+    return "\n".join([
+        "# Reference results of the ready-made studies",
+        "",
+        "Every number below comes from a real run of the command above it on this project's machine, "
+        "assembled by `make results` (`python -m regsweep.reference`); the tables are the studies' own "
+        "seed summaries (mean ± standard error over seeds, Welch tests with Holm correction). "
+        "A command that differs from the study's defaults says so in its arguments.",
+        "",
+        *(line for run in runs for line in study_section(run)),
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m regsweep.reference", description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", nargs="*", default=None, help=f"default: all of {', '.join(study_names())}")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every study, e.g. trainer.max_epochs=5")
+    parser.add_argument("--work", type=Path, default=ROOT / "multirun" / "reference", help="where the sweep dirs go")
+    parser.add_argument("--out", type=Path, default=DOCS / "results.md")
+    parser.add_argument("--assemble-only", action="store_true", help="do not run: assemble from the sweep dirs")
+    args = parser.parse_args(argv)
+    names = args.studies or study_names()
+    unknown = sorted(set(names) - set(study_names()))
+    if unknown:
+        parser.error(f"unknown studies {unknown}; the studies are {study_names()}")
+    if not args.assemble_only:
+        for name in names:
+            run_study(name, args.work, args.extra)
+    # Every study run so far, so that studies run one command at a time (each with its own --extra) add up
+    runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / "summary.md").exists()]
+    atomic_write_text(args.out, results_markdown(runs) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
