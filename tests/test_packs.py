@@ -184,3 +184,20 @@ def test_a_packed_multirun_leaves_what_the_sequential_one_leaves(tmp_path: Path)
         assert list((sweeps["auto"] / auto_dir).glob("events.out.tfevents.*"))
     for name in ("summary.md", "summary.csv", "comparisons.csv"):
         assert (sweeps["auto"] / name).exists()
+
+
+def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pack.size=auto splits a pack the device cannot hold into chunks; every member's numbers stay its own."""
+    from regsweep import packing
+
+    members = [[f"seed={seed}"] for seed in range(3)]
+    whole = train_pack(tmp_path, members, "whole")
+    planned: list[int] = []
+    real_chunk_size = packing.chunk_size
+    monkeypatch.setattr(packing, "memory_budget", lambda device: 1)  # less than one member: one member a chunk
+    monkeypatch.setattr(packing, "chunk_size", lambda *a: planned.append(real_chunk_size(*a)) or planned[-1])
+    chunked = train_pack(tmp_path, members, "chunked")
+    assert planned == [1]
+    for packed, alone in zip(chunked, whole):
+        assert_same_job(packed, alone)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import time
 import warnings
@@ -28,7 +29,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from regsweep import checkpoints
+from regsweep import checkpoints, packing
 from regsweep.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
 from regsweep.console import print_run_summary
@@ -38,7 +39,7 @@ from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
 from regsweep.instantiate import instantiate_trusted
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
-from regsweep.models import MemberModel
+from regsweep.models import MemberModel, PackNet
 from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs
 from regsweep.metrics import REGRESSION
@@ -46,7 +47,7 @@ from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
 from regsweep.sweep.lock import pack_claim
 from regsweep.threads import configure_threads
-from regsweep.trainer import lightning_arguments
+from regsweep.trainer import lightning_arguments, training_device
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class PackRun:
             if valid:
                 self._prepare(valid)
                 for epoch in sorted({m.start_epoch for m in valid}):  # members train together from one epoch
-                    self._train([m for m in valid if m.start_epoch == epoch])
+                    for chunk in self._chunks([m for m in valid if m.start_epoch == epoch]):
+                        self._train(chunk)
         except BaseException as error:  # also a signal: no member may be left without its record
             stop = as_interrupted(error)
             for member in self.members:
@@ -242,6 +244,25 @@ class PackRun:
         for member in members:
             member.record.threads = threads
             self._describe_data(member)
+
+    def _chunks(self, members: list[Member]) -> list[list[Member]]:
+        """With ``pack.size=auto``, the members in as many chunks as the device's memory needs (one, mostly)."""
+        first = members[0]
+        if len(members) == 1 or OmegaConf.select(first.cfg, "pack.size", default="auto") != "auto":
+            return [members]
+        device = training_device(first.cfg.trainer)
+        generator = torch.Generator()
+        net = PackNet(first.settings.model, [MemberModel(0.0, generator, generator)], self.splits.input_shape,
+                      self.splits.output_size)
+        batch_size = first.settings.data.batch_size or self.splits.n_train
+        per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
+                                          packing.optimizer_states(first.settings.optimizer.name,
+                                                                   first.settings.optimizer.momentum))
+        size = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
+        if size < len(members):
+            log.info("%s: %s (%.0f MB a member on %s)", self._who(members), packing.describe_pack(len(members), size),
+                     per_member / 2**20, device)
+        return packing.split_evenly(members, math.ceil(len(members) / size))
 
     def _train(self, members: list[Member]) -> None:
         t = time.perf_counter()

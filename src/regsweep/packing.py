@@ -14,6 +14,7 @@ import os
 from typing import Sequence, TypeVar
 
 import torch
+from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
 # Keys (or whole groups) whose values may differ inside a pack.
@@ -77,6 +78,20 @@ def group_into_packs(keys: list[str], size: int | str, workers: int = 1) -> list
         else:
             packs += split_evenly(members, math.ceil(len(members) / int(size)))
     return sorted(packs, key=lambda pack: pack[0])
+
+
+def footprint(net: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Parameters and activation values per sample of a one-member network, measured by one forward pass."""
+    activations: list[int] = []
+    leaves = [module for module in net.modules() if not list(module.children())]
+    hooks = [leaf.register_forward_hook(lambda _m, _i, out: activations.append(out.numel())) for leaf in leaves]
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(p.numel() for p in net.parameters()), sum(activations)
 
 
 def member_bytes(parameters: int, activations_per_sample: int, batch_size: int, optimizer_states: int) -> int:

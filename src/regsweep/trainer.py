@@ -92,6 +92,14 @@ class BatchPlan:
     overfit: int | float = 0
 
 
+def training_device(trainer: Any) -> torch.device:
+    """The device ``trainer.accelerator`` trains on (a GPU for auto when one is visible), to plan memory for."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def check_trainer(trainer: Any) -> BatchPlan:
     """Refuse what cannot work (one line each) and return the batch limits the harness applies."""
     values = {name: trainer.get(name) for name in {*REFUSED, "accelerator", "min_epochs"} if name in trainer}
