@@ -150,7 +150,7 @@ def test_a_read_only_output_dir_is_refused_before_any_job(tmp_path: Path) -> Non
     try:
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         result = run_train("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={disk}/sweep", cwd=tmp_path)
-        assert result.returncode != 0 and "not writable" in result.stderr
+        assert result.returncode != 0 and "is not a writable directory (Read-only file system)" in result.stderr
     finally:
         subprocess.run(["umount", str(disk)])
 

@@ -143,6 +143,14 @@ def test_mistakes_fail_with_one_clear_line(tmp_path: Path, arguments: list[str],
 
 
 @pytest.mark.slow
+def test_an_output_dir_that_cannot_be_written_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    result = run_train(*TINY, f"hydra.run.dir={tmp_path}/a_file/run", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"hydra.run.dir='{tmp_path}/a_file/run': is not a writable directory (Not a directory)" in result.stderr
+
+
+@pytest.mark.slow
 def test_a_run_logs_to_train_log_prints_unwrapped_tables_and_says_what_next(tmp_path: Path) -> None:
     result = run_train(*TINY, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

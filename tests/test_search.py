@@ -159,6 +159,15 @@ def test_the_search_space_comes_from_the_optuna_sweeper_grammar() -> None:
         search_space(["seed=choice(0,1)"])
 
 
+@pytest.mark.parametrize("override,message", [
+    ("optimizer.lr=interval(1,0.1)", r"optimizer.lr='interval\(1,0.1\)': interval\(low, high\) needs low < high"),
+    ("optimizer.lr=tag(log,interval(0,1))", r"optimizer.lr='tag\(log,interval\(0,1\)\)': a log-scale interval needs low > 0"),
+])
+def test_an_impossible_range_is_refused_naming_it_as_typed(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        search_space([override])
+
+
 def test_a_resumed_study_must_keep_the_settings_that_make_trials_comparable() -> None:
     study = optuna.create_study(direction="maximize")
     first = {"fixed_overrides": ["trainer.max_epochs=1"], "seeds_per_trial": 1, "objectives": ["val/acc"]}

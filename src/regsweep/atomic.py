@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from regsweep.errors import ConfigError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -33,3 +35,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def require_writable_dir(key: str, path: Path) -> Path:
+    """Make ``path`` if needed and check that a file can be written there, before any work that would write."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ConfigError(key, str(path), f"is not a writable directory ({error.strerror or error})") from None
+    return path

@@ -61,12 +61,13 @@ def distribution(override: Override) -> BaseDistribution:
         if values and all(isinstance(v, int) for v in values) and len(values) > 1:
             return IntDistribution(min(values), max(values), step=abs(values[1] - values[0]))
         return CategoricalDistribution(values)
-    interval, key = override.value(), f"hydra.sweeper.params.{override.get_key_element()}"
+    interval, key = override.value(), override.get_key_element()
+    written = override.input_line.partition("=")[2]  # as typed: a sweep has no single value to print
     log_scale = "log" in interval.tags
     if not interval.start < interval.end:
-        raise ConfigError(key, override.get_value_element_as_str(), "interval(low, high) needs low < high")
+        raise ConfigError(key, written, "interval(low, high) needs low < high")
     if log_scale and interval.start <= 0:
-        raise ConfigError(key, override.get_value_element_as_str(), "a log-scale interval needs low > 0 "
+        raise ConfigError(key, written, "a log-scale interval needs low > 0 "
                           "(a log range cannot hold 0: to switch a term off, choose it in `regularizer`)")
     if isinstance(interval.start, int) and isinstance(interval.end, int):
         return IntDistribution(interval.start, interval.end, log=log_scale)

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from regsweep.errors import ConfigError, RegsweepError
+from regsweep.atomic import require_writable_dir
+from regsweep.errors import RegsweepError
 
 LOCK_FILE = ".sweep.lock"
 
@@ -27,14 +28,8 @@ class SweepDirBusyError(RegsweepError):
 
 @contextlib.contextmanager
 def sweep_dir_lock(sweep_dir: Path, shared: bool = False) -> Iterator[None]:
-    sweep_dir = Path(sweep_dir)
-    path = sweep_dir / LOCK_FILE
-    try:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")
-    except OSError as error:  # checked before any job: a sweep that cannot write would lose every result
-        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"is not writable ({error.strerror or error})") from None
-    with handle:
+    sweep_dir = require_writable_dir("hydra.sweep.dir", sweep_dir)  # before any job: it would lose every result
+    with open(sweep_dir / LOCK_FILE, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
