@@ -33,6 +33,7 @@ class Metric:
     classification_only: bool = False
     percent: bool = False  # a fraction, shown in percent (differences in percentage points)
     doc: str = ""
+    formula: str = ""  # how a derived metric is computed, for plot titles and tables
 
     def emitted_for(self, task: str) -> bool:
         return task == CLASSIFICATION or not self.classification_only
@@ -52,8 +53,9 @@ METRICS: dict[str, Metric] = _declare(
     Metric("val/loss", LOWER, EPOCH, doc="data loss on the validation set, eval mode, end of epoch"),
     Metric("val/acc", HIGHER, EPOCH, True, True, "validation accuracy"),
     Metric("val/error", LOWER, EPOCH, True, True, "1 - val/acc (derived in the aggregation)"),
-    Metric("gen_gap/loss", LOWER, EPOCH, doc="val/loss - train_eval/loss: both measured alike"),
-    Metric("gen_gap/acc", LOWER, EPOCH, True, True, "train_eval/acc - val/acc"),
+    Metric("gen_gap/loss", LOWER, EPOCH, doc="val/loss - train_eval/loss: both measured alike",
+           formula="val loss - train loss"),
+    Metric("gen_gap/acc", LOWER, EPOCH, True, True, "train_eval/acc - val/acc", formula="train acc - val acc"),
     Metric("weights/l1", None, EPOCH, doc="sum |w| over the penalized weights"),
     Metric("weights/l2", None, EPOCH, doc="sqrt(sum w^2) over the penalized weights"),
     Metric("weights/sparsity", None, EPOCH, percent=True, doc=f"fraction of |w| < {SPARSITY_THRESHOLD:g}"),

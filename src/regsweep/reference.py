@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from regsweep.aggregate import aggregate_sweep
 from regsweep.atomic import atomic_write_text
 from regsweep.records import OK, find_job_dirs, read_result
 from regsweep.sweep.plan import SweepPlan
@@ -162,8 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.assemble_only:
         for name in names:
             run_study(name, args.work, args.extra)
-    # Every study run so far, so that studies run one command at a time (each with its own --extra) add up
+    # Every study run so far, so that studies run one command at a time (each with its own --extra) add up;
+    # aggregated again, so the tables and plots are those of the current aggregation
     runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / "summary.md").exists()]
+    for run in runs:
+        aggregate_sweep(run.sweep_dir)
     atomic_write_text(args.out, results_markdown(runs) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -35,6 +35,7 @@ from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_bytes
 from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, is_percent
+from regsweep.metrics import metric as declared_metric  # `metric` names a loop variable here
 from regsweep.records import OK, PREDICTIONS_FILE
 
 if TYPE_CHECKING:
@@ -371,7 +372,8 @@ def plot_generalization_gap(labels: list[str], descriptions: Descriptions, color
         if len(labels) == 1:
             ax.set_xlim(-1, 1)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_title(f"{metric_title(metric)}: val - train\n{single_seed_note(points)}", fontsize="medium")
+        ax.set_title(f"{metric_title(metric)}: {declared_metric(metric).formula}\n{single_seed_note(points)}",
+                     fontsize="medium")
         ax.set(ylabel=metric + unit)
         ax.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)

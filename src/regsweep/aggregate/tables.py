@@ -379,7 +379,8 @@ def summary_markdown(
         "## Results (mean ± SE over seeds)",
         "",
         "Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
-        "those of its weights; gaps (val - train, both in eval mode) those of the last epoch.",
+        "those of its weights; gaps those of the last epoch (val - train loss, train - val accuracy, both "
+        "measured in eval mode: positive when the model fits its training data better).",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
