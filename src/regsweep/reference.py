@@ -29,7 +29,7 @@ from typing import Sequence
 from regsweep.aggregate import aggregate_sweep
 from regsweep.atomic import atomic_write_text
 from regsweep.records import OK, find_job_dirs, read_result
-from regsweep.sweep.plan import SweepPlan
+from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "conf" / "experiment"
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_study(name, args.work, args.extra)
     # Every study run so far, so that studies run one command at a time (each with its own --extra) add up;
     # aggregated again, so the tables and plots are those of the current aggregation
-    runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / "summary.md").exists()]
+    runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / PLAN_FILE).exists()]
     for run in runs:
         aggregate_sweep(run.sweep_dir)
     atomic_write_text(args.out, results_markdown(runs) + "\n")
