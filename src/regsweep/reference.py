@@ -142,7 +142,8 @@ def results_markdown(runs: list[StudyRun]) -> str:
         "Every number below comes from a real run of the command above it on this project's machine, "
         "assembled by `make results` (`python -m regsweep.reference`); the tables are the studies' own "
         "seed summaries (mean ± standard error over seeds, Welch tests with Holm correction). "
-        "A command that differs from the study's defaults says so in its arguments.",
+        "A command that differs from the study's defaults says so in its arguments. Wall times are "
+        "those of a shared 2-core machine that was doing other work too; clean timings are in bench/.",
         "",
         *(line for run in runs for line in study_section(run)),
     ])
