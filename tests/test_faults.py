@@ -128,9 +128,10 @@ def test_another_command_on_a_sweep_dir_is_refused_and_so_is_a_second_process(tm
     assert len(SweepPlan.load(sweep).jobs) == 2
 
     busy = tmp_path / "busy"
-    first = start_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={busy}", cwd=tmp_path)
+    minutes = [*LONG, "trainer.max_epochs=2000"]  # the first is still training however loaded the machine is
+    first = start_train("-m", "seed=0-3", *minutes, f"hydra.sweep.dir={busy}", cwd=tmp_path)
     wait_for(busy, PLAN_FILE)
-    second = run_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={busy}", cwd=tmp_path)
+    second = run_train("-m", "seed=0-3", *minutes, f"hydra.sweep.dir={busy}", cwd=tmp_path)
     first.kill()
     first.communicate(timeout=60)
     assert second.returncode != 0 and "is in use by pid" in second.stderr
