@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 
+from regsweep.atomic import atomic_write_text
 from regsweep.records import find_job_dirs, read_result
 from regsweep.search.study import JOURNAL_FILE, open_storage
 
@@ -61,19 +62,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="TPE sampler seed, the same for both variants")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="regsweep-bench-") as work:
         runs = {pruner: run_search(pruner, args, Path(work)) for pruner in PRUNERS}
     result = {
         "benchmark": "TPE search (hparams_search=optuna, digits, val/acc) with vs without the median pruner",
-        "settings": vars(args),
+        "settings": {key: value for key, value in vars(args).items() if key != "out"},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": runs,
         "job_time_ratio_pruned_vs_not": round(runs["median"]["job_time_s"] / runs["none"]["job_time_s"], 3),
         "best_value_difference": runs["median"]["best_value"] - runs["none"]["best_value"],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
