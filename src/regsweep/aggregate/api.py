@@ -9,7 +9,7 @@ from regsweep.aggregate.compare import Baseline, Comparison, comparison_pairs, c
 from regsweep.aggregate.curves import group_curves
 from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
 from regsweep.aggregate.plots import PlotFiles, write_plots
-from regsweep.aggregate.tables import console_table, write_reports
+from regsweep.aggregate.tables import console_table, summary_markdown, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
 from regsweep.records import FAILED, ResultRecord
@@ -73,8 +73,9 @@ def aggregate_sweep(
     comparisons = compare_groups(values, metrics, pairs)
     curves = {group.label: group_curves(group) for group in sweep.groups}
     plot_files = write_plots(sweep, descriptions, curves) if plots else PlotFiles([], [])
+    markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)
     outputs = [
-        *write_reports(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs),
+        *write_reports(sweep, descriptions, comparisons, markdown),
         *plot_files.summary,
         *plot_files.jobs,
         *write_tensorboard_runs(sweep.sweep_dir, curves),

@@ -394,17 +394,13 @@ def summary_markdown(
 
 
 def write_reports(
-    sweep: Sweep,
-    descriptions: Descriptions,
-    comparisons: list[Comparison],
-    baseline: Baseline,
-    plots: list[Path],
-    job_plots: list[Path],
+    sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], markdown: str
 ) -> list[Path]:
+    """Write summary.csv, comparisons.csv and the ``summary_markdown`` text as summary.md."""
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
         "comparisons.csv": comparisons_csv(comparisons),
-        "summary.md": summary_markdown(sweep, descriptions, comparisons, baseline, plots, job_plots),
+        "summary.md": markdown,
     }
     for name, text in texts.items():
         atomic_write_text(sweep.sweep_dir / name, text)
