@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
@@ -14,7 +16,7 @@ from regsweep.config import validate
 from regsweep.data.sources import RegressionDataConfig
 from regsweep.errors import ConfigError
 from regsweep.instantiate import instantiate_trusted
-from regsweep.models import CNNConfig, MemberModel, PackNet
+from regsweep.models import CNNConfig, MemberModel, PackedConv2d, PackNet
 from regsweep.optim import build_optimizer, build_schedule
 from regsweep.records import RESULT_FILE, read_result
 from regsweep.sweep.overrides import expand_integer_ranges
@@ -59,6 +61,22 @@ def test_cnn_uses_configured_kernels(make_cfg) -> None:
     assert [tuple(layer.member_weight(0).shape) for name, layer in net.weight_layers().items()][:2] == [
         (4, 1, 10, 10), (8, 4, 10, 10)]
 
+
+
+@pytest.mark.parametrize("kernel", [3, 10])
+def test_packed_conv_pads_like_torch_same_without_warning(kernel: int) -> None:
+    conv = PackedConv2d(members=2, in_channels=3, out_channels=4, kernel_size=kernel)
+    torch.nn.init.normal_(conv.weight)
+    torch.nn.init.normal_(conv.bias)
+    maps = torch.randn(5, 2 * 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # first: torch warns once per process, on the first even-kernel "same"
+        got = conv(maps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = F.conv2d(maps, conv.weight.flatten(0, 1), conv.bias.flatten(), padding="same", groups=2)
+    assert got.shape == (5, 2 * 4, 28, 28)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 BAD_VALUES = [
     ("regularizer.l1=-0.1", "regularizer.l1", ">= 0"),
