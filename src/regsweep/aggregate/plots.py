@@ -127,13 +127,23 @@ def metric_unit(metric: str) -> tuple[float, str]:
     return 100.0, " (pp)" if metric in GAP_METRICS else " (%)"
 
 
-def metric_title(metric: str) -> str:
-    """``final/gen_gap/acc`` -> ``gen_gap/acc (last epoch)``: the name and when it was measured."""
+def name_and_moment(metric: str) -> tuple[str, str | None]:
+    """``final/gen_gap/acc`` -> (``gen_gap/acc``, ``last epoch``): the metric's name and when it was measured."""
     prefix = next((p for p in SECTION_WORDS if metric.startswith(p)), None)
     if prefix is None:
-        return metric
-    name = metric if prefix == "test/" else metric[len(prefix):]
-    return f"{name} ({SECTION_WORDS[prefix]})"
+        return metric, None
+    return (metric if prefix == "test/" else metric[len(prefix):]), SECTION_WORDS[prefix]
+
+
+def metric_title(metric: str) -> str:
+    """``final/gen_gap/acc`` -> ``gen_gap/acc (last epoch)``."""
+    name, moment = name_and_moment(metric)
+    return name if moment is None else f"{name} ({moment})"
+
+
+def metric_axis_label(metric: str) -> str:
+    """``final/gen_gap/acc`` -> ``gen_gap/acc (pp)``: the title says when it was measured."""
+    return name_and_moment(metric)[0] + metric_unit(metric)[1]
 
 
 def single_seed_note(descriptions: Sequence[Description | None]) -> str:
@@ -284,7 +294,7 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
     series_colors = group_colors(list(series))
     figure, axes = new_figure(len(metrics), legend=len(series) > 1)
     for ax, metric in zip(axes, metrics):
-        scale, unit = metric_unit(metric)
+        scale, _ = metric_unit(metric)
         shown: list[Description | None] = []
         for name, members in series.items():
             members = sorted(members, key=lambda g: float(g.overrides[key]))
@@ -296,7 +306,7 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
         set_x_scale(ax, key, [float(g.overrides[key]) for g in groups])
         log_note = set_y_scale(ax, metric, means_and_errors(shown, scale)[0])
         ax.set_title(f"{metric_title(metric)}\n{single_seed_note(shown)}{log_note}", fontsize="medium")
-        ax.set(xlabel=strength_axis_label(key, groups), ylabel=metric + unit)
+        ax.set(xlabel=strength_axis_label(key, groups), ylabel=metric_axis_label(metric))
         ax.grid(alpha=0.3)
     if len(series) > 1:
         axes_legend(figure, axes[0])
@@ -361,7 +371,7 @@ def plot_generalization_gap(labels: list[str], descriptions: Descriptions, color
     figure, axes = new_figure(len(metrics), panel_size=(panel_width, 4.4), columns=2)
     rotate = len(labels) > 6
     for ax, metric in zip(axes, metrics):
-        scale, unit = metric_unit(metric)
+        scale, _ = metric_unit(metric)
         points = [descriptions[label].get(metric) for label in labels]
         means, errors = means_and_errors(points, scale)
         width = 0.6 if len(labels) > 1 else 0.35
@@ -374,7 +384,7 @@ def plot_generalization_gap(labels: list[str], descriptions: Descriptions, color
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"{metric_title(metric)}: {declared_metric(metric).formula}\n{single_seed_note(points)}",
                      fontsize="medium")
-        ax.set(ylabel=metric + unit)
+        ax.set(ylabel=metric_axis_label(metric))
         ax.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
 
