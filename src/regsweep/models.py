@@ -128,7 +128,7 @@ class PackedConv2d(nn.Module):
         members, kernel = self.weight.shape[0], self.weight.shape[-1]
         bias = None if self.bias is None else self.bias.flatten()
         before = (kernel - 1) // 2  # "same" padding; an even kernel pads one more after, as torch's "same" does
-        if kernel % 2 == 0:  # padded here: torch's own "same" warns on every call for even kernels
+        if kernel % 2 == 0:  # padded here: torch's own "same" warns in every run for even kernels
             x, before = F.pad(x, (before, before + 1, before, before + 1)), 0
         return F.conv2d(x, self.weight.flatten(0, 1), bias, padding=before, groups=members)
 
