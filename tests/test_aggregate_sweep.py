@@ -176,6 +176,19 @@ def test_console_summary_has_one_row_per_group(aggregated: SweepAggregate) -> No
     assert "12 ok, 1 failed, 1 missing" in summary
 
 
+
+def test_an_interrupted_job_is_counted_and_named(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["seed=0"], 0.9)
+    why = "interrupted by SIGTERM during epoch 3; resuming continues after epoch 3"
+    make_job(tmp_path, 1, ["seed=1"], 0.9, status="interrupted", error=why, epochs=3)
+    write_hydra_overrides(tmp_path / "2_seed=2", ["seed=2"])  # planned, never started
+    aggregated = aggregate_sweep(tmp_path, plots=False)
+    assert "3 jobs in 1 group: 1 ok, 0 failed, 1 interrupted, 1 missing" in aggregated.console_summary()
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"`1_seed=1` ((all)): interrupted: {why}" in summary and "`2_seed=2` ((all)): missing" in summary
+    row = summary_row(tmp_path, "(all)", "test/acc")
+    assert (row["n_ok"], row["n_interrupted"], row["n_pruned"], row["n_missing"]) == ("1", "1", "0", "1")
+
 def test_plots_are_png_files(aggregated: SweepAggregate) -> None:
     plots = sorted(p.name for p in (aggregated.sweep.sweep_dir / "plots").iterdir())
     assert plots == ["generalization_gap.png", "learning_curves.png", "weight_histograms.png"]

@@ -69,7 +69,9 @@ def test_a_signal_stops_the_job_at_a_safe_point_records_it_and_the_sweep_says_wh
     assert len(read_epochs_csv(second / "metrics.csv")) == record.epochs  # the rows up to the checkpoint
     assert not (third / "result.json").exists() and not (fourth / "result.json").exists()
     summary = (sweep / "summary.md").read_text()  # the summary of what completed, naming what did not
-    assert "1 ok" in summary and third.name in summary and fourth.name in summary
+    assert "4 jobs in 1 group: 1 ok, 0 failed, 1 interrupted, 2 missing" in summary
+    assert f"`{second.name}` ((all)): interrupted: {record.error}" in summary
+    assert third.name in summary and fourth.name in summary
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
 from regsweep.console import fmt
 from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY
-from regsweep.records import EPOCHS_FILE, FAILED, OK, PREDICTIONS_FILE, RESULT_FILE, WEIGHTS_FILE
+from regsweep.records import EPOCHS_FILE, FAILED, INTERRUPTED, OK, PREDICTIONS_FILE, PRUNED, RESULT_FILE, WEIGHTS_FILE
 
 MAX_ERROR_CHARS = 300
 # What a job loses when one of its files cannot be read (its record, and so its metrics, still count).
@@ -93,8 +93,12 @@ def csv_text(header: list[str], rows: list[list[object]]) -> str:
     return buffer.getvalue()
 
 
-def job_counts(group: Group) -> list[int]:
-    return [len(group.with_status(status)) for status in (OK, FAILED, MISSING)]
+JOB_STATUSES = (OK, FAILED, INTERRUPTED, PRUNED, MISSING)  # every status a job can have, in report order
+TABLE_STATUSES = (OK, FAILED, MISSING)  # the results tables' ok/failed/missing column; the others when present
+
+
+def job_counts(group: Group, statuses: tuple[str, ...] = JOB_STATUSES) -> list[int]:
+    return [len(group.with_status(status)) for status in statuses]
 
 
 def summary_csv(sweep: Sweep, descriptions: Descriptions) -> str:
@@ -105,7 +109,7 @@ def summary_csv(sweep: Sweep, descriptions: Descriptions) -> str:
         for group in sweep.groups
         for metric, d in descriptions[group.label].items()
     ]
-    return csv_text(["group", "metric", "n_ok", "n_failed", "n_missing", *statistics], rows)
+    return csv_text(["group", "metric", *(f"n_{status}" for status in JOB_STATUSES), *statistics], rows)
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
@@ -173,7 +177,7 @@ def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Colum
         [
             group.label,
             *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present),
-            *(["/".join(map(str, job_counts(group)))] if counts else []),
+            *(["/".join(map(str, job_counts(group, TABLE_STATUSES)))] if counts else []),
         ]
         for group in sweep.groups
     ]
@@ -181,9 +185,10 @@ def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Colum
 
 
 def job_totals_line(sweep: Sweep) -> str:
-    ok, failed, missing = (sum(column) for column in zip(*(job_counts(g) for g in sweep.groups)))
+    totals = dict(zip(JOB_STATUSES, (sum(column) for column in zip(*(job_counts(g) for g in sweep.groups)))))
     groups = f"{len(sweep.groups)} group{'s' if len(sweep.groups) != 1 else ''}"
-    return f"{len(sweep.jobs)} jobs in {groups}: {ok} ok, {failed} failed, {missing} missing"
+    counts = ", ".join(f"{n} {status}" for status, n in totals.items() if n or status in TABLE_STATUSES)
+    return f"{len(sweep.jobs)} jobs in {groups}: {counts}"
 
 
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:
@@ -257,11 +262,14 @@ def one_line(text: str) -> str:
 
 
 def problems_section(sweep: Sweep) -> list[str]:
-    """Failed and missing jobs, and unreadable files of ok jobs: a partial sweep must say what it lacks."""
+    """Failed, interrupted and missing jobs, unreadable files of ok jobs: a partial sweep must say what it lacks."""
     lines = []
     for group in sweep.groups:
         for job in group.with_status(FAILED):
             lines.append(f"- `{job.name}` ({group.label}): failed: {one_line(job.error or '')}")
+        for job in group.with_status(INTERRUPTED):
+            why = job.record.error if job.record else None  # a signal, and the epoch resuming continues after
+            lines.append(f"- `{job.name}` ({group.label}): interrupted: {one_line(why or '')}")
         for job in group.with_status(MISSING):
             reason = f"no {RESULT_FILE} (killed, crashed or still running)"
             lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
@@ -269,7 +277,7 @@ def problems_section(sweep: Sweep) -> list[str]:
             for name, reason in job.file_problems.items():
                 consequence = LEFT_OUT.get(name, "left out")
                 lines.append(f"- `{job.name}` ({group.label}): unreadable {name}: {one_line(reason)} ({consequence})")
-    return ["## Problems: failed and missing jobs, unreadable files", "", *lines, ""] if lines else []
+    return ["## Problems: failed, interrupted and missing jobs, unreadable files", "", *lines, ""] if lines else []
 
 
 def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
