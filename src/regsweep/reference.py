@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from regsweep.aggregate import aggregate_sweep
+from regsweep.aggregate import SUMMARY_FILE, aggregate_sweep
 from regsweep.atomic import atomic_write_text
-from regsweep.records import OK, find_job_dirs, read_result
+from regsweep.records import OK, ResultRecord
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +70,14 @@ def run_study(name: str, work: Path, extra: Sequence[str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "train.py"), *command[2:], f"hydra.sweep.dir={sweep_dir}"],
                    cwd=ROOT, check=False, env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
     if sweep_dir.is_dir():  # a resumed study adds its time to the runs before
-        before = float((sweep_dir / TIMING_FILE).read_text()) if (sweep_dir / TIMING_FILE).exists() else 0.0
+        before = recorded_wall_s(sweep_dir) or 0.0
         atomic_write_text(sweep_dir / TIMING_FILE, f"{before + time.perf_counter() - started:.0f}\n")
+
+
+def recorded_wall_s(sweep_dir: Path) -> float | None:
+    """The wall time of the study's runs so far; None when none was timed."""
+    timing = sweep_dir / TIMING_FILE
+    return float(timing.read_text()) if timing.exists() else None
 
 
 def earlier_run(name: str, work: Path) -> StudyRun:
@@ -80,14 +86,11 @@ def earlier_run(name: str, work: Path) -> StudyRun:
     plan = SweepPlan.load(sweep_dir)
     extra = [a for a in (plan.command[1:] if plan else [])
              if not a.startswith(("-m", "experiment=", "hydra.sweep.dir=", "trainer.enable_progress_bar="))]
-    timing = sweep_dir / TIMING_FILE
-    wall_s = float(timing.read_text()) if timing.exists() else None
-    return StudyRun(name, command_of(name, extra), sweep_dir, wall_s)
+    return StudyRun(name, command_of(name, extra), sweep_dir, recorded_wall_s(sweep_dir))
 
 
-def run_facts(run: StudyRun) -> str:
+def run_facts(run: StudyRun, records: list[ResultRecord]) -> str:
     """Jobs, seeds and epochs trained, from the records; wall time; the machine."""
-    records = [read_result(d) for d in find_job_dirs(run.sweep_dir) if (d / "result.json").exists()]
     ok = [r for r in records if r.status == OK]
     seeds = sorted({r.seed for r in ok if r.seed is not None})
     epochs = sorted({r.epochs for r in ok})
@@ -101,7 +104,7 @@ def run_facts(run: StudyRun) -> str:
 
 def summary_section(run: StudyRun, figures: Path) -> list[str]:
     """The study's summary.md, headings one level down, its group plots copied to ``figures``."""
-    summary = run.sweep_dir / "summary.md"
+    summary = run.sweep_dir / SUMMARY_FILE
     if not summary.exists():
         return ["_No summary: the study did not run (see its log)._", ""]
     figures.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,7 @@ def summary_section(run: StudyRun, figures: Path) -> list[str]:
     return lines
 
 
-def study_section(run: StudyRun) -> list[str]:
+def study_section(run: StudyRun, records: list[ResultRecord]) -> list[str]:
     notes = DOCS / "notes" / f"{run.name}.md"
     return [
         f"## {run.name}: {study_question(run.name)}",
@@ -127,7 +130,7 @@ def study_section(run: StudyRun) -> list[str]:
         " ".join(run.command),
         "```",
         "",
-        run_facts(run) + ".",
+        run_facts(run, records) + ".",
         "",
         *([notes.read_text(encoding="utf-8").strip(), ""] if notes.exists() else []),
         *summary_section(run, DOCS / "results" / run.name),
@@ -135,7 +138,8 @@ def study_section(run: StudyRun) -> list[str]:
     ]
 
 
-def results_markdown(runs: list[StudyRun]) -> str:
+def results_markdown(studies: list[tuple[StudyRun, list[ResultRecord]]]) -> str:
+    """docs/results.md: a section per study run, with the records of its jobs."""
     return "\n".join([
         "# Reference results of the ready-made studies",
         "",
@@ -145,7 +149,7 @@ def results_markdown(runs: list[StudyRun]) -> str:
         "A command that differs from the study's defaults says so in its arguments. Wall times are "
         "those of a shared 2-core machine that was doing other work too; clean timings are in bench/.",
         "",
-        *(line for run in runs for line in study_section(run)),
+        *(line for run, records in studies for line in study_section(run, records)),
     ])
 
 
@@ -167,9 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every study run so far, so that studies run one command at a time (each with its own --extra) add up;
     # aggregated again, so the tables and plots are those of the current aggregation
     runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / PLAN_FILE).exists()]
-    for run in runs:
-        aggregate_sweep(run.sweep_dir)
-    atomic_write_text(args.out, results_markdown(runs) + "\n")
+    studies = [(run, aggregate_sweep(run.sweep_dir).records) for run in runs]
+    atomic_write_text(args.out, results_markdown(studies) + "\n")
     print(f"wrote {args.out}")
     return 0
 

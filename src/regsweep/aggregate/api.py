@@ -27,6 +27,11 @@ class SweepAggregate:
     outputs: list[Path]
 
     @property
+    def records(self) -> list[ResultRecord]:
+        """The records of every job that wrote one (ok, failed, pruned or interrupted), in sweep order."""
+        return [job.record for job in self.sweep.jobs if job.record is not None]
+
+    @property
     def groups(self) -> dict[str, list[ResultRecord]]:
         """Label -> the records (ok and failed) of the group's jobs; missing jobs have none."""
         return {g.label: [job.record for job in g.jobs if job.record is not None] for g in self.sweep.groups}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from regsweep.aggregate.api import aggregate_sweep
 from regsweep.aggregate.load import AggregateError
+from regsweep.aggregate.tables import SUMMARY_FILE
 
 USAGE_ERROR = 2
 
@@ -40,5 +41,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regsweep-aggregate: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     print(result.console_summary())
-    print(f"Wrote {len(result.outputs)} files; see {args.sweep_dir / 'summary.md'}")
+    print(f"Wrote {len(result.outputs)} files; see {args.sweep_dir / SUMMARY_FILE}")
     return 0

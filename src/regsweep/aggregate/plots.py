@@ -34,7 +34,7 @@ from regsweep.aggregate.load import (
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_bytes
-from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, is_percent
+from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, base_name, is_percent
 from regsweep.metrics import metric as declared_metric  # `metric` names a loop variable here
 from regsweep.records import OK, PREDICTIONS_FILE
 
@@ -130,9 +130,7 @@ def metric_unit(metric: str) -> tuple[float, str]:
 def name_and_moment(metric: str) -> tuple[str, str | None]:
     """``final/gen_gap/acc`` -> (``gen_gap/acc``, ``last epoch``): the metric's name and when it was measured."""
     prefix = next((p for p in SECTION_WORDS if metric.startswith(p)), None)
-    if prefix is None:
-        return metric, None
-    return (metric if prefix == "test/" else metric[len(prefix):]), SECTION_WORDS[prefix]
+    return base_name(metric), SECTION_WORDS.get(prefix)
 
 
 def metric_title(metric: str) -> str:
@@ -293,6 +291,7 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
     series = series_by_other_overrides(groups, key)
     series_colors = group_colors(list(series))
     figure, axes = new_figure(len(metrics), legend=len(series) > 1)
+    x_label, swept_values = strength_axis_label(key, groups), [float(g.overrides[key]) for g in groups]
     for ax, metric in zip(axes, metrics):
         scale, _ = metric_unit(metric)
         shown: list[Description | None] = []
@@ -303,10 +302,10 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
             means, errors = means_and_errors(points, scale)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name, color=series_colors[name])
             shown += points
-        set_x_scale(ax, key, [float(g.overrides[key]) for g in groups])
+        set_x_scale(ax, key, swept_values)
         log_note = set_y_scale(ax, metric, means_and_errors(shown, scale)[0])
         ax.set_title(f"{metric_title(metric)}\n{single_seed_note(shown)}{log_note}", fontsize="medium")
-        ax.set(xlabel=strength_axis_label(key, groups), ylabel=metric_axis_label(metric))
+        ax.set(xlabel=x_label, ylabel=metric_axis_label(metric))
         ax.grid(alpha=0.3)
     if len(series) > 1:
         axes_legend(figure, axes[0])

@@ -40,6 +40,7 @@ LEFT_OUT = {
     PREDICTIONS_FILE: "no prediction plot; left out of the per-group prediction panels",
 }
 LR_KEY = "optimizer.lr"
+SUMMARY_FILE = "summary.md"  # the sweep's report: printed path, docs/results.md sections
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def jobs_markdown(sweep: Sweep) -> str:
         rows.append([job.name, job.status, str(job.record.epochs if job.record else "-"),
                      *(fmt(section.get(name)) for section, name in ((best, "val/loss"), (best, "val/acc"),
                                                                    (test, "test/acc"))),
-                     " ".join((job.error or "").split())[:MAX_ERROR_CHARS]])
+                     one_line(job.error or "")])
     return "\n".join([f"Sweep {sweep.sweep_dir}: {job_totals_line(sweep)}", markdown_table(header, rows)])
 
 
@@ -408,7 +409,7 @@ def write_reports(
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
         "comparisons.csv": comparisons_csv(comparisons),
-        "summary.md": markdown,
+        SUMMARY_FILE: markdown,
     }
     for name, text in texts.items():
         atomic_write_text(sweep.sweep_dir / name, text)

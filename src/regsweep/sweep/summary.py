@@ -30,12 +30,13 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return
-        from regsweep.aggregate import AggregateError, aggregate_sweep, job_table  # matplotlib, scipy: only here
+        # matplotlib, scipy: imported only here
+        from regsweep.aggregate import SUMMARY_FILE, AggregateError, aggregate_sweep, job_table
 
         try:
             if self.aggregate:
                 print(aggregate_sweep(sweep_dir).console_summary())  # markdown: a plain print keeps it unwrapped
-                print(f"seed summary: {sweep_dir / 'summary.md'}")
+                print(f"seed summary: {sweep_dir / SUMMARY_FILE}")
             else:
                 print(job_table(sweep_dir))
             print(f"next: tensorboard --logdir {sweep_dir}")
