@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, TINY, run_train
+from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
 
@@ -129,6 +130,27 @@ def test_a_diverging_member_fails_alone_and_its_pack_mates_finish(tmp_path: Path
     assert healthy.status == "ok" and healthy.epochs == 3
     assert_same_job(healthy, train_alone(tmp_path, members[1], "alone"))
 
+
+
+def test_the_pack_regroups_when_the_member_between_two_equal_learning_rates_fails(tmp_path: Path) -> None:
+    """Members 0 and 2 share (lr, weight_decay): once member 1 diverges they become one optimizer group."""
+    healthy = ["data=regression", "optimizer=sgd", "optimizer.lr=1e-2", "data.batch_size=null",
+               "optimizer.schedule=step"]
+    diverging = [*healthy[:2], "optimizer.lr=1e6", *healthy[3:]]
+    first, diverged, last = train_pack(tmp_path, [[*healthy, "seed=0"], diverging, [*healthy, "seed=2"]])
+    assert diverged.status == "failed" and "DivergenceError" in diverged.error
+    assert_same_job(first, train_alone(tmp_path, [*healthy, "seed=0"], "alone0"))
+    assert_same_job(last, train_alone(tmp_path, [*healthy, "seed=2"], "alone2"))
+
+
+def test_a_member_that_stops_leaves_its_own_last_epoch_in_last_ckpt(tmp_path: Path) -> None:
+    stopping = ["callbacks=default", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=0.5",
+                "optimizer.lr=3e-3", "trainer.max_epochs=4", "test=false"]
+    full, stopped = train_pack(tmp_path, [["trainer.max_epochs=4", "test=false"], stopping])
+    assert (full.status, full.epochs, stopped.status, stopped.epochs) == ("ok", 4, "ok", 2)
+    for record in (full, stopped):
+        last = torch.load(Path(record.job.dir) / CHECKPOINT_DIR / LAST_FILE, weights_only=False)
+        assert last["epochs"] == record.epochs and len(last["history"]) == record.epochs
 
 def test_an_early_stopped_member_is_frozen_while_the_others_go_on(tmp_path: Path) -> None:
     stopping = ["callbacks=default", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=0.5",

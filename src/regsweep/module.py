@@ -68,6 +68,25 @@ def _merge_group_entries(states: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v for k, v in first.items()}
 
 
+def _position_in(groups: list[list[int]], member: int) -> tuple[int, int]:
+    """(group, row) of a member in a pack's groups."""
+    g = next(index for index, group in enumerate(groups) if member in group)
+    return g, groups[g].index(member)
+
+
+def _member_optimizer_state(member: int, groups: list[list[int]], optimizer: dict[str, Any],
+                            schedule: dict[str, Any] | None) -> dict[str, Any]:
+    """A member's rows of a pack's optimizer state dict and its group's schedule entries, as if it trained alone."""
+    g, i = _position_in(groups, member)
+    first = sum(len(group["params"]) for group in optimizer["param_groups"][:g])
+    positions = range(len(optimizer["param_groups"][g]["params"]))
+    slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][first + k].items()}
+              for k in positions if first + k in optimizer["state"]}
+    group = {k: v for k, v in optimizer["param_groups"][g].items() if k != "params"}
+    return {"optimizer": {"state": slices, "group": group},
+            "schedule": None if schedule is None else _group_entries(schedule, len(groups), [g])}
+
+
 @dataclass
 class MemberSpec:
     """What one member brings to the module: its member-wise values and random streams."""
@@ -126,7 +145,6 @@ class PackModule(L.LightningModule):
         self.schedule: Schedule | None = None
         self.rows: dict[int, Row] = {}  # this epoch's measurements of the active members
         self.history: dict[int, list[Row]] = {spec.id: [] for spec in members}
-        self.stops: dict[int, Stop] = {}  # members that left the pack, and why
         self.pending: dict[int, Stop] = {}  # stop requests waiting for trainer.min_epochs
         self.on_member_stop: Callable[[int, Stop], None] = lambda member, stop: None
         self.histogram: Callable[[int, str, Tensor, int], None] | None = None
@@ -173,8 +191,7 @@ class PackModule(L.LightningModule):
         self.penalized = any(l1 is not None or l2 is not None for l1, l2 in self.strengths)
 
     def _position(self, member: int) -> tuple[int, int]:
-        g = next(i for i, group in enumerate(self.groups) if member in group)
-        return g, self.groups[g].index(member)
+        return _position_in(self.groups, member)
 
     def member_state(self, member: int) -> dict[str, Tensor]:
         """An active member's slice of every parameter and buffer (cloned), keyed as in its own network."""
@@ -358,15 +375,15 @@ class PackModule(L.LightningModule):
             self.metric_sink(member, row, self.epoch)
         if self.histogram is not None:
             self._log_histograms()
+        if self.schedule is not None:  # after logging "lr": a row shows the rate its epoch trained with
+            self.schedule.step()
+        self.on_epoch_done(self.epoch)  # every member that trained this epoch, those stopping now included
         due = {m: s for m, s in self.pending.items() if s.status != OK or self.epoch + 1 >= self.min_epochs}
         if due:
             self._retire(due)
-        if self.schedule is not None:  # after logging "lr": a row shows the rate its epoch trained with
-            self.schedule.step()
         if not self.active or (self.max_steps is not None and self.steps_done >= self.max_steps):
             self.trainer.should_stop = True
         self.rows = {}
-        self.on_epoch_done(self.epoch)
         self.epoch_times.append(time.perf_counter() - self._epoch_started)
 
     # --- resumable training state -------------------------------------------------------------------
@@ -385,24 +402,18 @@ class PackModule(L.LightningModule):
                           "param_groups": copy.deepcopy(optimizer["param_groups"])},
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "groups": [list(group) for group in self.groups], "epochs": self.epoch + 1, "steps": self.steps_done,
+            "layer_names": {m: own_layer_names(net, self.specs[m].model.dropout)  # the snapshot's nets, not later ones
+                            for net, group in zip(self.nets, self.groups) for m in group},
         }
 
     def training_state(self, member: int, snapshot: dict[str, Any]) -> dict[str, Any]:
         """What a member needs to continue exactly where a snapshot has it: weights, optimizer, schedule, counters."""
         groups = snapshot["groups"]
-        g = next(index for index, group in enumerate(groups) if member in group)
-        i = groups[g].index(member)
-        names = own_layer_names(self.nets[g], self.specs[member].model.dropout)
+        g, i = _position_in(groups, member)
+        names = snapshot["layer_names"][member]
         model = {f"{names[key.split('.', 1)[0]]}.{key.split('.', 1)[1]}": value[i : i + 1]
                  for key, value in snapshot["nets"][g].items()}
-        optimizer = snapshot["optimizer"]
-        first = sum(len(group["params"]) for group in optimizer["param_groups"][:g])
-        positions = range(len(optimizer["param_groups"][g]["params"]))
-        slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][first + k].items()}
-                  for k in positions if first + k in optimizer["state"]}
-        group = {k: v for k, v in optimizer["param_groups"][g].items() if k != "params"}
-        schedule = None if snapshot["schedule"] is None else _group_entries(snapshot["schedule"], len(groups), [g])
-        return {"model": model, "optimizer": {"state": slices, "group": group}, "schedule": schedule,
+        return {"model": model, **_member_optimizer_state(member, groups, snapshot["optimizer"], snapshot["schedule"]),
                 "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
 
     def resume(self, states: dict[int, dict[str, Any]]) -> None:
@@ -415,7 +426,11 @@ class PackModule(L.LightningModule):
         states = getattr(self, "_resumed", None)
         if not states:
             return
-        optimizer = self.optimizers().optimizer
+        self._load_member_optimizer_states(self.optimizers().optimizer, states)
+        self._resumed = None
+
+    def _load_member_optimizer_states(self, optimizer: torch.optim.Optimizer, states: dict[int, dict[str, Any]]) -> None:
+        """Stack the members' own optimizer and schedule states (``_member_optimizer_state``) into the pack's."""
         layout = optimizer.state_dict()
         state, index = {}, 0
         for g, group in enumerate(self.groups):
@@ -431,7 +446,6 @@ class PackModule(L.LightningModule):
         if self.schedule is not None:
             merged = _merge_group_entries([states[group[0]]["schedule"] for group in self.groups])
             self.schedule.load_state_dict(merged)
-        self._resumed = None
 
     def check_interrupt(self) -> None:
         """Raise ``interrupt`` at a safe point (between optimizer steps) once a signal asked for it."""
@@ -448,43 +462,23 @@ class PackModule(L.LightningModule):
         """Remove stopped members: slice their parameters, buffers and optimizer state out of the pack."""
         for member, stop in stops.items():
             self.pending.pop(member, None)
-            self.stops[member] = stop
             self.on_member_stop(member, stop)
         keep = [m for m in self.active if m not in stops]
         if not keep:
             self.active = []
             return
-        old_groups, old_sizes = self.groups, [len(list(net.parameters())) for net in self.nets]
-        old_state = self.optimizers().optimizer.state_dict()
+        # Each kept member's own optimizer and schedule state, then the rebuilt pack (its groups may merge
+        # neighbours that a retired member separated) gets them stacked, as a resume does
+        optimizer_state = self.optimizers().optimizer.state_dict()
+        schedule_state = None if self.schedule is None else self.schedule.state_dict()
+        kept = {m: _member_optimizer_state(m, self.groups, optimizer_state, schedule_state) for m in keep}
         self.load_member_states({m: self.member_state(m) for m in keep})
-        self.trainer.optimizers = [self._carry_over(old_groups, old_sizes, old_state)]
-        self.trainer.datamodule.keep(self.active)  # the data module serves the members that train
-
-    def _carry_over(self, old_groups: list[list[int]], old_sizes: list[int], old: dict[str, Any]) -> torch.optim.Optimizer:
-        """A new optimizer (and schedule) over the rebuilt nets, with each kept member's slice of the old state.
-
-        A state dict numbers parameters in the order of its groups; each new group is what is left
-        of one old group.
-        """
         optimizer = self._make_optimizer()
-        new = optimizer.state_dict()
-        sources = [next(g for g, members in enumerate(old_groups) if group[0] in members) for group in self.groups]
-        state, index = {}, 0
-        for g_new, g_old in enumerate(sources):
-            rows = torch.tensor([old_groups[g_old].index(m) for m in self.groups[g_new]])
-            first = sum(old_sizes[:g_old])
-            for position in range(old_sizes[g_old]):
-                if first + position in old["state"]:
-                    state[index] = {k: v[rows.to(v.device)] if torch.is_tensor(v) and v.dim() > 0 else v
-                                    for k, v in old["state"][first + position].items()}
-                index += 1
-            new["param_groups"][g_new] = {**old["param_groups"][g_old], "params": new["param_groups"][g_new]["params"]}
-        optimizer.load_state_dict({"state": state, "param_groups": new["param_groups"]})
         if self.schedule is not None:
-            schedule_state = _group_entries(self.schedule.state_dict(), len(old_groups), sources)
             self.schedule = build_schedule(self.optimizer_cfg, optimizer, self.max_epochs)
-            self.schedule.load_state_dict(schedule_state)
-        return optimizer
+        self._load_member_optimizer_states(optimizer, kept)
+        self.trainer.optimizers = [optimizer]
+        self.trainer.datamodule.keep(self.active)  # the data module serves the members that train
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         groups = [{"params": list(net.parameters()), "lr": self.specs[group[0]].lr,
