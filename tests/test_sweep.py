@@ -99,3 +99,15 @@ def test_sweep_params_from_the_config_expand_ranges_too() -> None:
     sweeper = RegsweepSweeperImpl(max_batch_size=None, params={"seed": "0-9", "regularizer": "l1,l2"})
     assert sorted(sweeper.arguments([])) == ["regularizer=l1,l2", "seed=range(0,10)"]
     assert sweeper.arguments(["seed=3"]) == ["regularizer=l1,l2", "seed=3"]  # the command line wins
+
+
+@pytest.mark.slow
+def test_force_added_values_reach_every_job(tmp_path: Path) -> None:
+    """``++key=value`` is applied to each job's (cached) composition as Hydra applies it."""
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "seed=0,1", *TINY, "++trainer.max_epochs=3", "++data.batch_size=32",
+                       "callbacks=no_stop", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = jobs(sweep)
+    assert sorted(r.seed for r in records) == [0, 1]
+    assert all(r.epochs == 3 and r.params["data.batch_size"] == 32 for r in records)

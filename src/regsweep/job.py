@@ -43,6 +43,7 @@ from regsweep.models import MemberModel, PackNet
 from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs
 from regsweep.metrics import REGRESSION
+from regsweep.optim import OPTIMIZERS
 from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
 from regsweep.sweep.lock import pack_claim
@@ -255,9 +256,9 @@ class PackRun:
         net = PackNet(first.settings.model, [MemberModel(0.0, generator, generator)], self.splits.input_shape,
                       self.splits.output_size)
         batch_size = first.settings.data.batch_size or self.splits.n_train
+        optimizer = first.settings.optimizer
         per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
-                                          packing.optimizer_states(first.settings.optimizer.name,
-                                                                   first.settings.optimizer.momentum))
+                                          OPTIMIZERS[optimizer.name].states(optimizer))
         size = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
         if size < len(members):
             log.info("%s: %s (%.0f MB a member on %s)", self._who(members), packing.describe_pack(len(members), size),

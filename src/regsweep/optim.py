@@ -23,12 +23,14 @@ class OptimizerKind:
 
     cls: type[torch.optim.Optimizer]
     options: Callable[["OptimizerConfig"], dict[str, Any]]
+    states: Callable[["OptimizerConfig"], int]  # state tensors per parameter, for sizing packs to memory
 
 
 OPTIMIZERS: dict[str, OptimizerKind] = {
-    "adam": OptimizerKind(torch.optim.Adam, lambda c: {"betas": tuple(c.betas)}),
-    "adamw": OptimizerKind(torch.optim.AdamW, lambda c: {"betas": tuple(c.betas)}),
-    "sgd": OptimizerKind(torch.optim.SGD, lambda c: {"momentum": c.momentum, "nesterov": c.nesterov}),
+    "adam": OptimizerKind(torch.optim.Adam, lambda c: {"betas": tuple(c.betas)}, lambda c: 2),
+    "adamw": OptimizerKind(torch.optim.AdamW, lambda c: {"betas": tuple(c.betas)}, lambda c: 2),
+    "sgd": OptimizerKind(torch.optim.SGD, lambda c: {"momentum": c.momentum, "nesterov": c.nesterov},
+                         lambda c: 1 if c.momentum else 0),
 }
 Schedule = torch.optim.lr_scheduler.LRScheduler
 SCHEDULES: dict[str, Callable[["OptimizerConfig", torch.optim.Optimizer, int], Schedule | None]] = {

@@ -115,11 +115,6 @@ def chunk_size(per_member: int, budget: int, device: torch.device, members: int)
     return max(1, min(members, fit, cap))
 
 
-def optimizer_states(name: str, momentum: float) -> int:
-    """Tensors of optimizer state per parameter: 2 for Adam/AdamW, 1 for SGD with momentum."""
-    return {"adam": 2, "adamw": 2}.get(name, 1 if momentum else 0)
-
-
 def describe_pack(members: int, chunk: int) -> str:
     chunks = math.ceil(members / chunk)
     return f"{members} jobs as one batched model" if chunks == 1 else f"{members} jobs in {chunks} chunks of <= {chunk}"

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 2
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
 # (resumable from its last checkpoint).
 OK, FAILED, PRUNED, INTERRUPTED = "ok", "failed", "pruned", "interrupted"
+MISSING = "missing"  # no record: a planned job that never started, or one killed or crashed
 
 
 def _json_safe(value: Any) -> Any:

@@ -49,7 +49,7 @@ class RegsweepOptunaConf(OptunaSweeperConf):
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
     pruner: PrunerConfig = MISSING
     # null: a journal file, <sweep dir>/journal.log (safe for several processes on one machine);
-    # a file path: a journal there; a URL (sqlite:///x.db, postgresql://..., mysql://...): that database.
+    # a file path: a journal there; a URL (sqlite:///x.db or postgresql://...): that database.
     storage: Optional[str] = None
     n_jobs: int = 1  # trials per launcher call: > 1 only with a parallel launcher (hydra/launcher=joblib)
     max_failure_rate: float = 1.0  # failed share of a batch that aborts the search; 1.0 = never abort

@@ -26,6 +26,7 @@ from regsweep.metrics import DERIVED_ERRORS, base_name
 from regsweep.records import (
     EPOCHS_FILE,
     FAILED,
+    MISSING,
     OK,
     PREDICTIONS_FILE,
     RESULT_FILE,
@@ -35,8 +36,6 @@ from regsweep.records import (
     read_epochs_csv,
     read_result,
 )
-
-MISSING = "missing"  # a job dir without a result record: the job crashed or was killed
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"

@@ -52,13 +52,13 @@ class SweepPlan:
                    raw.get("cwd", ""), raw.get("version", PLAN_VERSION))
 
 
-def prepare_job_dir(sweep_config: DictConfig, num: int) -> tuple[Path, dict]:
+def prepare_job_dir(config: DictConfig, num: int) -> tuple[Path, dict]:
     """Number a composed job, resolve its output dir as Hydra would, and write its ``.hydra/`` files.
 
-    Returns the dir and the job's config resolved against its own Hydra config (its output dir,
-    the sweep's timestamp), which is what a pack job trains it with.
+    Takes ``config`` over (the job's own composition, numbered and pinned in place). Returns the
+    dir and the job's config resolved against its own Hydra config (its output dir, the sweep's
+    timestamp), which is what a pack job trains it with.
     """
-    config = copy.deepcopy(sweep_config)
     with open_dict(config):
         config.hydra.job.id = str(num)
         config.hydra.job.num = num

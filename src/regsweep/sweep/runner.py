@@ -30,14 +30,14 @@ from regsweep.config import validate
 from regsweep.interrupts import raise_on_signals
 from regsweep.errors import ConfigError, RegsweepError, describe
 from regsweep.packing import group_into_packs, pack_key
-from regsweep.records import FAILED, OK, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result, write_result
+from regsweep.records import (FAILED, MISSING, OK, PRUNED, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result,
+                              write_result)
 from regsweep.sweep.overrides import quoted
 from regsweep.sweep.lock import give_up_pack, reclaim_pack
 from regsweep.sweep.plan import PACKS_DIR, PlannedJob, prepare_job_dir
 from regsweep.threads import parallel_workers
 
 log = logging.getLogger(__name__)
-MISSING = "missing"  # a planned job that left no record
 
 
 class InvalidJobsError(RegsweepError):
@@ -88,21 +88,24 @@ class JobConfigs:
         self.composed: dict[tuple[str, ...], DictConfig] = {}
 
     def structural(self, override: Any) -> bool:
+        """Needs a composition of its own; the rest are plain values set on a cached one, as Hydra sets them
+        (``++key=value`` included: Hydra force-adds a plain key, as ``OmegaConf.update(force_add=True)`` does)."""
         key = override.key_or_group
-        return (override.package is not None or override.is_add() or override.is_force_add()
-                or override.is_delete() or override.is_list_extend() or key.startswith("hydra.")
-                or key in self.groups or "/" in key)
+        return (override.package is not None or override.is_add() or override.is_delete()
+                or override.is_list_extend() or key.startswith("hydra.") or key in self.groups or "/" in key)
 
     def __call__(self, overrides: Sequence[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(overrides))
-        structure = tuple(o.input_line for o in parsed if self.structural(o))
+        structural = [self.structural(o) for o in parsed]
+        structure = tuple(o.input_line for o, is_structural in zip(parsed, structural) if is_structural)
         if structure not in self.composed:
             self.composed[structure] = self.loader.load_sweep_config(self.master, list(structure))
         config = copy.deepcopy(self.composed[structure])
         with read_write(config), open_dict(config.hydra):
-            for override in parsed:
-                if not self.structural(override):
-                    OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+            for override, is_structural in zip(parsed, structural):
+                if not is_structural:
+                    OmegaConf.update(config, override.key_or_group, override.value(), merge=True,
+                                     force_add=override.is_force_add())
             config.hydra.overrides.task = list(overrides)
         return config
 
@@ -251,7 +254,7 @@ class JobRunner:
 
 def failure_message(outcomes: list[JobOutcome]) -> str | None:
     """None when every job completed; else which jobs did not, and why (for the sweep's exit status)."""
-    bad = [o for o in outcomes if o.status not in (OK, "pruned")]
+    bad = [o for o in outcomes if o.status not in (OK, PRUNED)]
     if not bad:
         return None
     lines = [f"{len(bad)} of {len(outcomes)} jobs failed (the others completed and kept their results):"]
