@@ -31,10 +31,10 @@ def resolve_mode(monitor: str, mode: str, key: str) -> str:
         raise ConfigError(f"{key}.mode", mode, f"must be one of {', '.join(MODES)}")
     if mode != "auto":
         return mode
-    direction = metrics.direction(monitor)
-    if direction is None:
+    natural = metrics.mode(monitor)
+    if natural is None:
         raise ConfigError(f"{key}.mode", mode, f"{monitor} has no better direction: set mode=min or mode=max")
-    return "max" if direction == "maximize" else "min"
+    return natural
 
 
 class MemberCallback(Callback):
@@ -111,7 +111,8 @@ class EarlyStopping(_Monitoring):
         if patience < 1:
             raise ConfigError(f"{self.key}.patience", patience, "must be >= 1")
         super().__init__(monitor, mode)
-        self.patience, self.min_delta, self.verbose = patience, abs(min_delta), verbose
+        self.patience, self.min_delta = patience, abs(min_delta)
+        del verbose  # accepted as Lightning's EarlyStopping accepts it: why a member stopped is always logged
         self.wait_count = 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:

@@ -151,9 +151,8 @@ def check_monitors(callbacks: Any, task: str) -> None:
         if not isinstance(node, DictConfig) or "monitor" not in node:
             continue
         monitor = metrics.objective(node.monitor, task, key=f"callbacks.{name}.monitor")
-        mode, better = node.get("mode", "auto"), metrics.direction(monitor)
-        if mode != "auto" and better is not None and {"maximize": "max", "minimize": "min"}[better] != mode:
-            expected = "max" if better == "maximize" else "min"
+        mode, expected = node.get("mode", "auto"), metrics.mode(monitor)
+        if mode != "auto" and expected is not None and expected != mode:
             raise ConfigError(f"callbacks.{name}.mode", mode,
                               f"{monitor} improves when it {'rises' if expected == 'max' else 'falls'}: "
                               f"use mode={expected} (or auto)")

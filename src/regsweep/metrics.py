@@ -126,3 +126,9 @@ def direction(name: str) -> str | None:
     if declared is None or declared.better is None:
         return None
     return "maximize" if declared.better == HIGHER else "minimize"
+
+
+def mode(name: str) -> str | None:
+    """``max`` / ``min`` (a callback's mode) for metrics with a natural direction, None for the others."""
+    better = direction(name)
+    return None if better is None else "max" if better == "maximize" else "min"
