@@ -72,6 +72,8 @@ class PackDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.splits.x_train.device != device:
             self.splits = self.splits.to(device)
+        index = self.train_eval_index().to(device)  # drawn once: the same subset every epoch
+        self.train_eval = (self.splits.x_train[index], self.splits.y_train[index])
 
     @property
     def eval_batch_size(self) -> int:
@@ -118,9 +120,7 @@ class PackDataModule(L.LightningDataModule):
         else:
             rows = self._rows(self.plan.val, len(s.x_val))
             x_val, y_val = s.x_val[:rows], s.y_val[:rows]
-        index = self.train_eval_index().to(s.x_train.device)
-        return [SharedBatches(x_val, y_val, self.eval_batch_size),
-                SharedBatches(s.x_train[index], s.y_train[index], self.eval_batch_size)]
+        return [SharedBatches(x_val, y_val, self.eval_batch_size), SharedBatches(*self.train_eval, self.eval_batch_size)]
 
     def test_dataloader(self) -> SharedBatches:
         rows = self._rows(self.plan.test, len(self.splits.x_test))
