@@ -48,6 +48,11 @@ def paired_rounds(contenders: dict[str, Callable[[], float]], rounds: int) -> di
     return times
 
 
+def steady_epoch(epoch_s: list[float]) -> float:
+    """The median epoch after the first (which pays for warm-up); the only one when there is one."""
+    return statistics.median(epoch_s[1:] or epoch_s)
+
+
 def ratio_summary(times: dict[str, list[float]], numerator: str, denominator: str) -> dict[str, object]:
     """numerator / denominator within each round: the median, the range, every round."""
     ratios = [a / b for a, b in zip(times[numerator], times[denominator])]

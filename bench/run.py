@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS, ROOT, SHARED_FASHION, machine, paired_rounds, ratio_summary, ratio_text, timed
+from common import RESULTS, ROOT, SHARED_FASHION, machine, paired_rounds, ratio_summary, ratio_text, steady_epoch, timed
 from torch.utils.data import DataLoader, TensorDataset
 
 from regsweep.atomic import atomic_write_text
@@ -126,7 +126,7 @@ def denormal_epoch(flush: bool, epochs: int, subnormals: dict[str, int]) -> floa
                            capture_output=True, text=True, check=True)
     result = json.loads(child.stdout.splitlines()[-1])
     subnormals[f"flush_{mode}"] = result["subnormals"]
-    return statistics.median(result["epoch_s"][1:])
+    return steady_epoch(result["epoch_s"])
 
 
 def run(rounds: int, epochs: int) -> dict:
@@ -135,7 +135,7 @@ def run(rounds: int, epochs: int) -> dict:
     counter = [0]
     with tempfile.TemporaryDirectory() as tmp:
         speed = paired_rounds({
-            "bare": lambda: statistics.median(bare_loop(splits, epochs, lr=1e-3)[0][1:]),
+            "bare": lambda: steady_epoch(bare_loop(splits, epochs, lr=1e-3)[0]),
             "harness": lambda: harness_epoch(epochs, 16, Path(tmp), counter),
             "harness_1_minibatch_per_step": lambda: harness_epoch(epochs, 1, Path(tmp), counter),
         }, rounds)
