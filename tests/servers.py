@@ -253,8 +253,6 @@ class SlurmCluster:
     conf: Path
     partition: str
     node: str
-    cpus: int
-    gpus: int
     accounting: bool  # slurmdbd + MariaDB running, so sacct works
     env: dict[str, str]
 
@@ -409,17 +407,12 @@ def _slurm_conf(root: Path, host: str, munge_socket: Path, user: str, dbd_port: 
 
 
 @contextlib.contextmanager
-def running_slurm(accounting: bool | None = None) -> Iterator[SlurmCluster]:
-    """Start munged [, MariaDB, slurmdbd], slurmctld, slurmd; yield the cluster; stop them all.
-
-    accounting=None: with slurmdbd when its binaries are installed; True: require it; False: none.
-    """
+def running_slurm() -> Iterator[SlurmCluster]:
+    """Start munged [, MariaDB, slurmdbd when their binaries are installed], slurmctld, slurmd; yield the
+    cluster; stop them all."""
     if missing := _missing(SLURM_BINARIES):
         raise ServerUnavailable(f"not installed: {', '.join(missing)} (run .ci/install-servers.sh)")
-    missing_acct = _missing(ACCOUNTING_BINARIES)
-    if accounting and missing_acct:
-        raise ServerUnavailable(f"accounting needs: {', '.join(missing_acct)}")
-    with_dbd = not missing_acct if accounting is None else accounting
+    with_dbd = not _missing(ACCOUNTING_BINARIES)
     host = socket.gethostname().split(".")[0]
     user = pwd.getpwuid(os.geteuid()).pw_name
     with _scratch("regsweep-slurm-") as root:
@@ -439,8 +432,7 @@ def running_slurm(accounting: bool | None = None) -> Iterator[SlurmCluster]:
             ctld = daemons.start("slurmctld", [_bin("slurmctld"), "-D", "-i", "-f", str(conf)], env=env)
             slurmd = daemons.start("slurmd", [_bin("slurmd"), "-D", "-f", str(conf), "-N", host], env=env)
             cluster = SlurmCluster(root=root, conf=conf, partition=PARTITION, node=host,
-                                   cpus=_node_cpus(conf), gpus=FAKE_GPUS, accounting=bool(dbd_port),
-                                   env={"SLURM_CONF": str(conf)})
+                                   accounting=bool(dbd_port), env={"SLURM_CONF": str(conf)})
             probe = [_bin("sinfo"), "-h", "-N", "-n", host, "-o", "%T"]
             wait_until(lambda: _first_line(probe, env) == "idle", "the node to be idle", ctld)
             if not slurmd.alive():
@@ -460,13 +452,6 @@ def _fake_gpus(root: Path, host: str) -> None:
     for i in range(FAKE_GPUS):
         (root / "dev" / f"gpu{i}").symlink_to("/dev/null")
     (root / "gres.conf").write_text(f"NodeName={host} Name=gpu File={root}/dev/gpu[0-{FAKE_GPUS - 1}]\n")
-
-
-def _node_cpus(conf: Path) -> int:
-    for word in conf.read_text().split():
-        if word.startswith("CPUs="):
-            return int(word.split("=")[1])
-    return 1
 
 
 def _first_line(argv: Sequence[str], env: dict[str, str]) -> str:
