@@ -23,12 +23,12 @@ from regsweep.data.sources import DATASETS, DataConfig, RegressionDataConfig, ta
 from regsweep.errors import ConfigError
 from regsweep.models import MODELS, CNNConfig, MLPConfig
 from regsweep.optim import OptimizerConfig
+from regsweep.packing import PACK_OFF
 from regsweep.penalty import RegularizerConfig
 from regsweep.schema import require
 from regsweep.trainer import BatchPlan, check_trainer, trainer_schema
 
 GROUPS = ("data", "model", "regularizer", "optimizer", "augment", "trainer")
-PACK_OFF = "off"
 
 
 @dataclass

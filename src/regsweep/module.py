@@ -169,15 +169,13 @@ class PackModule(L.LightningModule):
                 groups.append([member])
         return groups
 
-    def _build(self, ids: list[int], state: dict[str, Tensor] | None = None) -> None:
-        """(Re)build the nets for these members, optionally loading their stacked state."""
+    def _build(self, ids: list[int]) -> None:
+        """(Re)build the nets for these members (freshly initialized; ``load_member_states`` loads states)."""
         self.groups = self._groups_of(ids)
         self.active = [m for group in self.groups for m in group]
         self.nets = nn.ModuleList(
             PackNet(self.model_cfg, [self.specs[m].model for m in group], self.input_shape, self.output_size)
             for group in self.groups).to(self.device)
-        if state is not None:
-            self.nets.load_state_dict(state)
         self._strengths()
 
     def _strengths(self) -> None:

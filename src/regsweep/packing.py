@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
+PACK_OFF = "off"  # pack.size: every job trains alone
+
 # Keys (or whole groups) whose values may differ inside a pack.
 MEMBERWISE = (
     "seed",
@@ -71,7 +73,7 @@ def group_into_packs(keys: list[str], size: int | str, workers: int = 1) -> list
         by_key.setdefault(key, []).append(index)
     packs: list[list[int]] = []
     for members in by_key.values():
-        if size == "off":
+        if size == PACK_OFF:
             packs += [[m] for m in members]
         elif size == "auto":
             packs += split_evenly(members, workers)

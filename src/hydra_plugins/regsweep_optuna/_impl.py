@@ -34,6 +34,7 @@ from regsweep import metrics
 from regsweep.data.sources import DATASETS
 from regsweep.errors import ConfigError, RegsweepError
 from regsweep.instantiate import instantiate_trusted
+from regsweep.packing import PACK_OFF
 from regsweep.records import OK, PRUNED
 from regsweep.search.heartbeat import heartbeat, reap_stale_trials
 from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
@@ -280,7 +281,7 @@ class SearchImpl:
             return [*configured[i], *seed_override, f"++search.trial={trials[i].number}",
                     f"++search.report={report and seed == seeds[0]}", *shared]
 
-        if OmegaConf.select(self.config, "pack.size", default="auto") != "off":
+        if OmegaConf.select(self.config, "pack.size", default="auto") != PACK_OFF:
             outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds]))
             return [[next(outcomes) for _ in seeds] for _ in trials]
         firsts = runner.run([job(i, seeds[0]) for i in range(len(trials))])
