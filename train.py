@@ -1,15 +1,22 @@
 """Entry point: `python train.py [group=option ...] [-m key=a,b seed=0-9]`. See README.md."""
 
-import os
-import sys
-from pathlib import Path
+from regsweep import startup
 
-import hydra
-from omegaconf import DictConfig
+startup.pause_collection()  # the imports below build objects that live as long as the process
 
-from regsweep.config import register_configs, register_resolvers
-from regsweep.errors import install_compact_excepthook, refuse_null_group_choices
-from regsweep.instantiate import TRUSTED_TARGETS
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from regsweep.config import register_configs, register_resolvers  # noqa: E402
+from regsweep.errors import install_compact_excepthook, refuse_null_group_choices  # noqa: E402
+from regsweep.instantiate import TRUSTED_TARGETS  # noqa: E402
+from regsweep.job import run  # noqa: E402
+
+startup.imports_done()
 
 os.environ.setdefault("REGSWEEP_ROOT", str(Path(__file__).resolve().parent))
 install_compact_excepthook()
@@ -19,8 +26,6 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="train", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> object:
-    from regsweep.job import run
-
     return run(cfg)
 
 
