@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CONF_DIR, ROOT, SHARED_DATA, TINY
@@ -18,6 +19,7 @@ from regsweep.callbacks import GeneralizationGapStopping
 from regsweep.config import validate
 from regsweep.errors import ConfigError, DivergenceError
 from regsweep.job import run
+from regsweep.outputs import HISTOGRAM_BINS, member_histograms
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, read_epochs_csv, read_result
 
 EPOCH_TAGS = set(metrics.epoch_metrics(metrics.CLASSIFICATION))  # every per-epoch metric a job writes
@@ -47,9 +49,26 @@ def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tm
     assert EPOCH_TAGS <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("val/loss")] == [0, 1, 2]
     assert {"weights/1.weight", "weights/3.weight"} <= set(tags["histograms"])
+    last = events.Histograms("weights/1.weight")[-1]  # the end of the last epoch: the weights in weights.npz
+    final_weights = weights["1.weight"]
+    assert last.step == 2 and last.histogram_value.num == final_weights.size
+    assert last.histogram_value.min == pytest.approx(final_weights.min()) and sum(last.histogram_value.bucket) == final_weights.size
     assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(test["test/acc"])
     assert events.Scalars("hp/best_val_acc")[-1].value == pytest.approx(best["val/acc"])
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_each_members_histogram_is_its_own_histc() -> None:
+    weights = torch.randn(3, 40, 7, generator=torch.Generator().manual_seed(0))
+    weights[1] *= 100  # members on very different scales each get their own range
+    weights[2] = 0.25  # a constant member: every value in the middle bin
+    for member, histogram in zip(weights, member_histograms(weights)):
+        low, high = float(member.min()), float(member.max())
+        start, end = (low, high) if high > low else (low - 0.5, low + 0.5)
+        assert histogram.bucket_counts == torch.histc(member, bins=HISTOGRAM_BINS, min=start, max=end).tolist()
+        assert histogram.num == member.numel() == sum(histogram.bucket_counts) and (histogram.min, histogram.max) == (low, high)
+        assert histogram.sum == pytest.approx(float(member.sum())) and histogram.sum_squares == pytest.approx(float(member.pow(2).sum()))
+        assert len(histogram.bucket_limits) == HISTOGRAM_BINS and histogram.bucket_limits[-1] == pytest.approx(end)
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ from regsweep.instantiate import instantiate_trusted
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
 from regsweep.models import MemberModel, PackNet
 from regsweep.module import MemberSpec, PackModule, Stop
-from regsweep.outputs import MemberOutputs
+from regsweep.outputs import MemberOutputs, member_histograms
 from regsweep.metrics import REGRESSION
 from regsweep.optim import OPTIMIZERS
 from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
@@ -319,9 +319,13 @@ class PackRun:
         module.metric_sink = self._timed("log", lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch))
         module.on_epoch_done = self._timed("checkpoints", lambda epoch: self._epoch_done(
             [m for m in members if m.id in module.active]))
+
+        def write_histograms(ids: list[int], tag: str, weights: torch.Tensor, epoch: int) -> None:
+            for member, histogram in zip(ids, member_histograms(weights)):
+                by_id[member].outputs.histogram(tag, histogram, epoch)
+
         if any(m.outputs.histograms for m in members):
-            module.histogram = self._timed("histograms", lambda member, tag, values, epoch: by_id[member].outputs
-                                           .histogram(tag, values, epoch))
+            module.histograms = self._timed("histograms", write_histograms)
         if members[0].start:
             self._continue(members, module)
         return module

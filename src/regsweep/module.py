@@ -147,7 +147,7 @@ class PackModule(L.LightningModule):
         self.history: dict[int, list[Row]] = {spec.id: [] for spec in members}
         self.pending: dict[int, Stop] = {}  # stop requests waiting for trainer.min_epochs
         self.on_member_stop: Callable[[int, Stop], None] = lambda member, stop: None
-        self.histogram: Callable[[int, str, Tensor, int], None] | None = None
+        self.histograms: Callable[[list[int], str, Tensor, int], None] | None = None  # (members, tag, [members, ...], epoch)
         self.metric_sink: Callable[[int, Row, int], None] = lambda member, row, epoch: None
         self.on_epoch_done: Callable[[int], None] = lambda epoch: None  # the pack may save its state here
         self.epoch_times: list[float] = []  # wall seconds of each epoch (training, validation, logging)
@@ -371,7 +371,7 @@ class PackModule(L.LightningModule):
         for member, row in self.rows.items():
             self.history[member].append(row)
             self.metric_sink(member, row, self.epoch)
-        if self.histogram is not None:
+        if self.histograms is not None:
             self._log_histograms()
         if self.schedule is not None:  # after logging "lr": a row shows the rate its epoch trained with
             self.schedule.step()
@@ -451,10 +451,8 @@ class PackModule(L.LightningModule):
             raise self.interrupt
 
     def _log_histograms(self) -> None:
-        weights = {name: w.detach().cpu() for name, w in zip(penalized_weights(self.nets[0]), self.weights())}
-        for index, member in enumerate(self.active):
-            for name, w in weights.items():
-                self.histogram(member, f"weights/{name}", w[index], self.epoch)
+        for name, w in zip(penalized_weights(self.nets[0]), self.weights()):
+            self.histograms(self.active, f"weights/{name}", w, self.epoch)
 
     def _retire(self, stops: dict[int, Stop]) -> None:
         """Remove stopped members: slice their parameters, buffers and optimizer state out of the pack."""

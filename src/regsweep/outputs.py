@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,8 +35,39 @@ from regsweep.records import (
     write_weights,
 )
 
-HISTOGRAM_BINS = 128  # uniform over [min, max]
+HISTOGRAM_BINS = 64  # uniform over [min, max]; TensorBoard's own histograms default to 30 buckets, 128 doubled write time
 LOG_FILE = "train.log"
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One member's histogram of one weight tensor, in the fields of TensorBoard's raw histogram."""
+
+    min: float
+    max: float
+    num: int
+    sum: float
+    sum_squares: float
+    bucket_limits: list[float]  # upper edge of each bin
+    bucket_counts: list[float]
+
+
+def member_histograms(weights: torch.Tensor) -> list[Histogram]:
+    """Each member's histogram of its slice of ``weights`` ([members, ...]): torch.histc with
+    HISTOGRAM_BINS bins over its own [min, max] (a constant member: over its value +- 0.5).
+
+    The moments of all members in one host copy and the counts in another, not a handful of
+    syncs per member; in the weights' own dtype (a float64 copy of a pack's weights costs more
+    than the histograms).
+    """
+    flat = weights.detach().flatten(1)
+    lows, highs = torch.aminmax(flat, dim=1)
+    moments = torch.stack([lows, highs, flat.sum(1), (flat * flat).sum(1)], 1).double().tolist()
+    ranges = [(low, high) if high > low else (low - 0.5, low + 0.5) for low, high, _, _ in moments]
+    counts = torch.stack([torch.histc(f, HISTOGRAM_BINS, low, high) for f, (low, high) in zip(flat, ranges)]).tolist()
+    return [Histogram(low, high, flat.shape[1], total, squares,
+                      [start + (end - start) * (i + 1) / HISTOGRAM_BINS for i in range(HISTOGRAM_BINS)], count)
+            for (low, high, total, squares), (start, end), count in zip(moments, ranges, counts)]
 
 
 class MemberOutputs:
@@ -65,20 +97,11 @@ class MemberOutputs:
         for logger in self.loggers:
             logger.log_metrics(scalars, step=epoch)
 
-    def histogram(self, tag: str, values: torch.Tensor, epoch: int) -> None:
-        """A weight histogram from torch's histc (on CPU), written as TensorBoard's raw histogram."""
-        values = values.detach().flatten().double()
-        low, high = float(values.min()), float(values.max())
-        if high <= low:
-            high = low + 1e-12
-        counts = torch.histc(values, bins=HISTOGRAM_BINS, min=low, max=high)
-        edges = torch.linspace(low, high, HISTOGRAM_BINS + 1)[1:]
+    def histogram(self, tag: str, histogram: Histogram, epoch: int) -> None:
+        """A weight histogram, written as TensorBoard's raw histogram."""
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_histogram_raw(
-                    tag, min=low, max=high, num=values.numel(), sum=float(values.sum()),
-                    sum_squares=float(values.pow(2).sum()), bucket_limits=edges.tolist(),
-                    bucket_counts=counts.tolist(), global_step=epoch)
+                logger.experiment.add_histogram_raw(tag, **vars(histogram), global_step=epoch)
 
     def write_epochs(self, history: list[dict[str, float]]) -> None:
         write_epochs_csv(self.dir / EPOCHS_FILE, history)
