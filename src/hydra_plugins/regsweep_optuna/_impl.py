@@ -222,7 +222,6 @@ class SearchImpl:
         study = optuna.create_study(study_name=self.study_name, storage=self.storage_backend, sampler=self.sampler,
                                     pruner=self.pruner, directions=self.directions, load_if_exists=True)
         check_resumable(study, self.directions, signature)
-        reap_stale_trials(self.storage_backend, study, self.grace_period)  # trials of workers killed earlier
         if study.trials:  # a resumed study or a second worker must not replay the first run's random draws
             self.sampler.reseed_rng()
         log.info("Study '%s' (%d earlier trials) in %s; sampler %s, pruner %s", study.study_name, len(study.trials),
@@ -248,7 +247,7 @@ class SearchImpl:
         n_left = self.n_trials
         while n_left > 0 and not (isinstance(self.sampler, optuna.samplers.GridSampler)
                                   and self.sampler.is_exhausted(study)):
-            reap_stale_trials(self.storage_backend, study, self.grace_period)  # another worker may have died
+            reap_stale_trials(self.storage_backend, study, self.grace_period)  # a worker killed earlier or now
             trials = [study.ask() for _ in range(min(self.n_jobs, n_left))]
             try:
                 with heartbeat(self.storage_backend, study, trials, self.heartbeat_interval):

@@ -91,6 +91,10 @@ class RegsweepSweeperImpl:
         """Plan every job (the plan is on disk before the first one starts), then launch them in batches."""
         jobs = runner.prepare(sweep_jobs(arguments), first_num=0)
         SweepPlan(arguments, jobs, sys.argv, os.getcwd()).save(sweep_dir)
+        return self._launch(runner, jobs)
+
+    def _launch(self, runner: Any, jobs: list[Any]) -> list[Any]:
+        """Launch planned jobs in batches of ``max_batch_size`` (all at once when unset); outcomes in order."""
         size = self.max_batch_size or len(jobs)
         return [outcome for start in range(0, len(jobs), size) for outcome in runner.launch(jobs[start : start + size])]
 
@@ -108,7 +112,5 @@ class RegsweepSweeperImpl:
                  len(plan.jobs), len(todo))
         if todo:
             runner.prepare_again(todo)
-            size = self.max_batch_size or len(todo)
-            for start in range(0, len(todo), size):
-                outcomes.update({o.num: o for o in runner.launch(todo[start : start + size])})
+            outcomes.update({o.num: o for o in self._launch(runner, todo)})
         return [outcomes[job.num] for job in plan.jobs]

@@ -63,13 +63,13 @@ def last_sign_of_life(trial: FrozenTrial) -> float:
     return trial.datetime_start.timestamp() if trial.datetime_start else 0.0
 
 
-def reap_stale_trials(storage: BaseStorage, study: optuna.Study, grace_period: float) -> list[int]:
+def reap_stale_trials(storage: BaseStorage, study: optuna.Study, grace_period: float) -> None:
     """Fail the RUNNING trials silent for longer than ``grace_period`` s and enqueue each once again.
 
-    Returns the numbers of the trials failed here. Two workers reaping at once is safe: a trial
-    already finished (by its worker or another reaper) is left as it is.
+    Two workers reaping at once is safe: a trial already finished (by its worker or another
+    reaper) is left as it is.
     """
-    now, reaped = time.time(), []
+    now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         silent = now - last_sign_of_life(trial)
         if silent <= grace_period:
@@ -81,9 +81,7 @@ def reap_stale_trials(storage: BaseStorage, study: optuna.Study, grace_period: f
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue
-        reaped.append(trial.number)
         if RETRY_OF_ATTR not in trial.user_attrs:  # a retry that died too is not retried again
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number})
         log.warning("Trial %d FAIL: its worker stopped %.0f s ago; %s", trial.number, silent,
                     "its parameters are queued again" if RETRY_OF_ATTR not in trial.user_attrs else "not retried again")
-    return reaped
