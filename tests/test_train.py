@@ -14,7 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CONF_DIR, ROOT, SHARED_DATA, TINY
-from regsweep import metrics
+from regsweep import checkpoints, metrics
 from regsweep.callbacks import GeneralizationGapStopping
 from regsweep.config import validate
 from regsweep.errors import ConfigError, DivergenceError
@@ -69,6 +69,23 @@ def test_each_members_histogram_is_its_own_histc() -> None:
         assert histogram.num == member.numel() == sum(histogram.bucket_counts) and (histogram.min, histogram.max) == (low, high)
         assert histogram.sum == pytest.approx(float(member.sum())) and histogram.sum_squares == pytest.approx(float(member.pow(2).sum()))
         assert len(histogram.bucket_limits) == HISTOGRAM_BINS and histogram.bucket_limits[-1] == pytest.approx(end)
+
+
+@pytest.mark.parametrize("every, expected", [(60, [3]), (0, [1, 2, 3, 3])])
+def test_last_checkpoint_waits_its_interval_from_the_start(make_cfg, tmp_path: Path, monkeypatch, every: int,
+                                                          expected: list[int]) -> None:
+    """A short job writes last.ckpt only at its end; ``last_checkpoint_every_s=0`` after every epoch as well."""
+    written = []
+    real = checkpoints.write_checkpoint
+
+    def recording(path, kind, payload):
+        if kind == checkpoints.LAST_FORMAT:
+            written.append(payload["epochs"])
+        return real(path, kind, payload)
+
+    monkeypatch.setattr(checkpoints, "write_checkpoint", recording)
+    run(make_cfg("trainer.max_epochs=3", f"last_checkpoint_every_s={every}"))
+    assert written == expected
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(make_cfg, tmp_path: Path) -> None:

@@ -161,6 +161,7 @@ class PackRun:
         self.timings: dict[str, float] = {}
         self.module: PackModule | None = None
         self.splits: Splits | None = None
+        self.saved_at = time.perf_counter()  # last.ckpt: first written last_checkpoint_every_s after the start
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -357,10 +358,10 @@ class PackRun:
         for member in members:  # the per-member parts are cut from the snapshot only when written
             member.snapshot = (snapshot, self._member_extras(member))
         every = members[0].settings.last_checkpoint_every_s if members else None
-        if members and every is not None and time.perf_counter() - getattr(self, "_saved_at", 0.0) >= every:
+        if members and every is not None and time.perf_counter() - self.saved_at >= every:
             for member in members:
                 self._save_last(member)
-            self._saved_at = time.perf_counter()
+            self.saved_at = time.perf_counter()
 
     def _log_epoch(self, members: list[Member]) -> None:
         if not members:
