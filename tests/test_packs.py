@@ -59,6 +59,13 @@ def weights(record: ResultRecord) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
+def tensors_in(payload: object) -> list[torch.Tensor]:
+    if torch.is_tensor(payload):
+        return [payload]
+    values = payload.values() if isinstance(payload, dict) else payload if isinstance(payload, (list, tuple)) else []
+    return [t for value in values for t in tensors_in(value)]
+
+
 def assert_same_job(packed: ResultRecord, alone: ResultRecord) -> None:
     assert packed.status == alone.status == "ok" and packed.epochs == alone.epochs
     rows, alone_rows = (read_epochs_csv(Path(r.job.dir) / EPOCHS_FILE) for r in (packed, alone))
@@ -79,6 +86,9 @@ def test_every_member_of_a_pack_matches_the_same_job_trained_alone(tmp_path: Pat
     assert {r.job.pack for r in packed} == {"pack"} and len({r.metrics["test"]["test/loss"] for r in packed}) == 4
     for index in (0, 3):  # the first and the last member
         assert_same_job(packed[index], train_alone(tmp_path, members[index], f"alone{index}"))
+    last = torch.load(Path(packed[1].job.dir) / CHECKPOINT_DIR / LAST_FILE, weights_only=False)
+    # the member's own tensors only: a slice of the pack's would carry its pack-mates' storage into its file
+    assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in tensors_in(last))
 
 
 def test_member_wise_penalties_learning_rates_and_weight_decay(tmp_path: Path) -> None:
@@ -151,6 +161,7 @@ def test_a_member_that_stops_leaves_its_own_last_epoch_in_last_ckpt(tmp_path: Pa
     for record in (full, stopped):
         last = torch.load(Path(record.job.dir) / CHECKPOINT_DIR / LAST_FILE, weights_only=False)
         assert last["epochs"] == record.epochs and len(last["history"]) == record.epochs
+
 
 def test_an_early_stopped_member_is_frozen_while_the_others_go_on(tmp_path: Path) -> None:
     stopping = ["callbacks=default", "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=0.5",

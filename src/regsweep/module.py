@@ -409,8 +409,8 @@ class PackModule(L.LightningModule):
         groups = snapshot["groups"]
         g, i = _position_in(groups, member)
         names = snapshot["layer_names"][member]
-        model = {f"{names[key.split('.', 1)[0]]}.{key.split('.', 1)[1]}": value[i : i + 1]
-                 for key, value in snapshot["nets"][g].items()}
+        model = {f"{names[key.split('.', 1)[0]]}.{key.split('.', 1)[1]}": value[i : i + 1].clone()  # a view would
+                 for key, value in snapshot["nets"][g].items()}  # save the whole pack's storage in the member's file
         return {"model": model, **_member_optimizer_state(member, groups, snapshot["optimizer"], snapshot["schedule"]),
                 "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
 
