@@ -270,10 +270,12 @@ class PackRun:
         t = time.perf_counter()
         settings, plan, start = members[0].settings, members[0].settings.batches, members[0].start_epoch
         for member in members:
-            member.callbacks = self._member_callbacks(member)
+            member.callbacks, plain = self._callbacks(member)
+            if member is members[0]:
+                pack_callbacks = plain  # plain Lightning callbacks act on the whole pack: the first member's
             member.outputs = MemberOutputs(member.job, member.cfg, purge_step=start if member.start else None)
         trainer: L.Trainer = instantiate_trusted(
-            members[0].cfg.trainer, callbacks=self._pack_callbacks(members[0]) + [c for m in members for c in m.callbacks],
+            members[0].cfg.trainer, callbacks=pack_callbacks + [c for m in members for c in m.callbacks],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
         device = trainer.strategy.root_device
         log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
@@ -431,17 +433,12 @@ class PackRun:
         )
 
     @staticmethod
-    def _built_callbacks(member: Member) -> list[Any]:
-        return [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
-                if node is not None and "_target_" in node]
-
-    def _member_callbacks(self, member: Member) -> list[MemberCallback]:
-        """The member-aware callbacks of a member's config, bound to it."""
-        return [cb.bind(member.id) for cb in self._built_callbacks(member) if isinstance(cb, MemberCallback)]
-
-    def _pack_callbacks(self, member: Member) -> list[Any]:
-        """Plain Lightning callbacks (not member-aware) act on the whole pack: built once, from one member."""
-        return [cb for cb in self._built_callbacks(member) if not isinstance(cb, MemberCallback)]
+    def _callbacks(member: Member) -> tuple[list[MemberCallback], list[Any]]:
+        """A member's configured callbacks: the member-aware ones bound to it, and the plain Lightning ones."""
+        built = [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
+                 if node is not None and "_target_" in node]
+        return ([cb.bind(member.id) for cb in built if isinstance(cb, MemberCallback)],
+                [cb for cb in built if not isinstance(cb, MemberCallback)])
 
     def _stopped(self, member: Member, stop: Stop) -> None:
         member.final_state, member.done = self.module.member_state(member.id), True
