@@ -59,9 +59,13 @@ def in_process_seconds(code: str) -> float:
 def breakdown(sweep_dir: Path, total: float) -> dict[str, float]:
     """Where the packed sweep's wall time goes: imports, the pack's phases, the summary, the rest."""
     record = sweep_records(sweep_dir)[0]  # one pack: every member carries the pack's timings
-    imports = in_process_seconds("import time; t = time.perf_counter(); import regsweep.config, regsweep.job, "
+    # the imports as train.py makes them (collector paused, see regsweep.startup); the summary in a process
+    # that holds what train.py's does when its sweep ends (Lightning pulls in part of scipy and matplotlib)
+    imports = in_process_seconds("import time; from regsweep import startup; startup.pause_collection(); "
+                                 "t = time.perf_counter(); import regsweep.config, regsweep.job, "
                                  "hydra_plugins.regsweep_sweeper._impl; print(time.perf_counter() - t)")
-    summary = in_process_seconds("import time; t = time.perf_counter(); from regsweep.aggregate import aggregate_sweep; "
+    summary = in_process_seconds("import time, regsweep.job; t = time.perf_counter(); "
+                                 "from regsweep.aggregate import aggregate_sweep; "
                                  f"aggregate_sweep({str(sweep_dir)!r}); print(time.perf_counter() - t)")
     phases = {name: record.timings.get(name, 0.0) for name in PHASES}
     pack = phases["setup_s"] + phases["fit_s"] + phases["test_s"] + phases["write_s"]
