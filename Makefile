@@ -30,7 +30,7 @@ test-fast: install
 bench: install           # about 5 minutes: data path, harness vs bare loop, denormals
 	$(BIN)/python bench/run.py
 
-bench-packs: install     # about 15 minutes: packed vs one-by-one sweeps, end to end; thread division
+bench-packs: install     # about 20 minutes: packed vs one-by-one sweeps, end to end; thread division
 	$(BIN)/python bench/packs.py
 
 bench-pruning: install   # about 15 minutes: an Optuna search with and without pruning
