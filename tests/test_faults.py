@@ -164,7 +164,7 @@ def test_a_disk_that_fills_up_mid_sweep_fails_the_jobs_it_hits_and_the_count_sta
     mount_tmpfs(disk, "3m")  # room for the plan and a few jobs' files, not for every checkpoint
     try:
         sweep = disk / "sweep"
-        result = run_train("-m", "seed=0-5", *TINY, "pack.size=off", "model.hidden_sizes=[256]",
+        result = run_train("-m", "seed=0-5", *TINY, "pack.size=off", "model.hidden_sizes=[512]",
                            "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
         assert result.returncode != 0
         assert "No space left on device" in result.stderr or "ENOSPC" in result.stderr

@@ -308,7 +308,11 @@ class PackRun:
             trainer.test(module, datamodule=datamodule, verbose=False)
         t = self._phase("test", t)
         for member in members:
-            self._finish(member, module)
+            try:
+                self._finish(member, module)
+            except OSError as error:  # e.g. a full disk: this member's outputs are incomplete, its pack-mates' need not be
+                member.outputs.close()
+                member.fail(error)
         self._phase("write", t)
 
     def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:

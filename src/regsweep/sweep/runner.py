@@ -248,8 +248,12 @@ class JobRunner:
             if not (Path(job.dir) / RESULT_FILE).exists():
                 info = JobInfo(name=Path(job.dir).name, dir=job.dir, num=job.num, overrides=job.overrides,
                                pack=job.pack)
-                write_result(Path(job.dir), ResultRecord(status=FAILED, job=info, seed=None,
-                                                         error=f"its pack job failed: {reason}"))
+                try:
+                    write_result(Path(job.dir), ResultRecord(status=FAILED, job=info, seed=None,
+                                                             error=f"its pack job failed: {reason}"))
+                except OSError as error:  # a full disk: the job stays without a record, which counts as missing
+                    log.error("job %s: its pack job failed (%s) and its record cannot be written: %s",
+                              info.name, reason, describe(error))
 
 
 def failure_message(outcomes: list[JobOutcome]) -> str | None:
