@@ -13,6 +13,7 @@ given ``ckpt_path``, continues from that checkpoint; ``train=false`` only evalua
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -311,8 +312,9 @@ class PackRun:
             try:
                 self._finish(member, module)
             except OSError as error:  # e.g. a full disk: this member's outputs are incomplete, its pack-mates' need not be
-                member.outputs.close()
                 member.fail(error)
+                with contextlib.suppress(OSError):  # its loggers' last flush may hit the same disk
+                    member.outputs.close()
         self._phase("write", t)
 
     def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:
