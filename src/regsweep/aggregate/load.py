@@ -284,7 +284,7 @@ def read_epoch_rows(job: Job) -> list[dict[str, float]]:
 
 
 def load_weights(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a ``weights.npz``, decompressed once (each access of an archive member decompresses)."""
+    """Every array of a ``weights.npz``, read once (each access of an archive member reads it again)."""
     try:
         with np.load(path) as archive:
             return {name: archive[name] for name in archive.files}
