@@ -270,13 +270,13 @@ class PackRun:
     def _train(self, members: list[Member]) -> None:
         t = time.perf_counter()
         settings, plan, start = members[0].settings, members[0].settings.batches, members[0].start_epoch
-        for member in members:
-            member.callbacks, plain = self._callbacks(member)
-            if member is members[0]:
-                pack_callbacks = plain  # plain Lightning callbacks act on the whole pack: the first member's
+        built = [self._callbacks(member) for member in members]
+        for member, (member_aware, _) in zip(members, built):
+            member.callbacks = member_aware
             member.outputs = MemberOutputs(member.job, member.cfg, purge_step=start if member.start else None)
+        plain = built[0][1]  # plain Lightning callbacks act on the whole pack: the first member's
         trainer: L.Trainer = instantiate_trusted(
-            members[0].cfg.trainer, callbacks=pack_callbacks + [c for m in members for c in m.callbacks],
+            members[0].cfg.trainer, callbacks=plain + [c for m in members for c in m.callbacks],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
         device = trainer.strategy.root_device
         log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
