@@ -347,8 +347,8 @@ class PackRun:
             return
         module.resume({m.id: m.start["training"] for m in members})
         for member in members:
-            checkpoints.restore_generators(member.streams, member.start["streams"])
-            checkpoints.restore_generators({"init": module.specs[member.id].model.init}, member.start["init"])
+            checkpoints.restore_generators(member.streams, member.start["streams"])  # not "init": a continued
+            # member's nets are always overwritten by its saved weights, so that stream's position never counts
             for callback in member.callbacks:
                 callback.load_state_dict(member.start["callbacks"].get(callback.state_key, {}))
             if member.checkpoint is not None:
@@ -387,7 +387,6 @@ class PackRun:
         checkpoint = member.checkpoint
         return {
             "streams": checkpoints.generator_states(member.streams),
-            "init": checkpoints.generator_states({"init": self.module.specs[member.id].model.init}),
             "callbacks": {cb.state_key: cb.state_dict() for cb in member.callbacks},
             "best_state": None if checkpoint is None else checkpoint.best_state,
             "history": list(self.module.history[member.id]),
