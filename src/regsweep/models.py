@@ -290,9 +290,16 @@ def member_weights(net: PackNet, member: int, dropout: float) -> dict[str, Tenso
 
 def member_state(net: PackNet, member: int, dropout: float) -> dict[str, Tensor]:
     """One member's slice of every parameter and buffer, keyed as in its own one-member network (cloned)."""
-    names = own_layer_names(net, dropout)
+    return member_slice(net.state_dict(), own_layer_names(net, dropout), member)
+
+
+def member_slice(state: dict[str, Tensor], names: dict[str, str], member: int) -> dict[str, Tensor]:
+    """Row ``member`` of a pack net's state dict, keyed by the member's own layer ``names``.
+
+    Cloned: a view would keep the whole pack's storage, which torch.save writes in full.
+    """
     return {f"{names[layer]}.{key}": value[member : member + 1].detach().clone()
-            for layer, key, value in ((k.split(".", 1)[0], k.split(".", 1)[1], v) for k, v in net.state_dict().items())}
+            for layer, key, value in ((k.split(".", 1)[0], k.split(".", 1)[1], v) for k, v in state.items())}
 
 
 def pack_state(net: PackNet, members: list[tuple[dict[str, Tensor], float]]) -> dict[str, Tensor]:

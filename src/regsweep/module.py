@@ -37,6 +37,7 @@ from regsweep.models import (
     MemberModel,
     MLPConfig,
     PackNet,
+    member_slice,
     member_state,
     member_weights,
     own_layer_names,
@@ -408,9 +409,7 @@ class PackModule(L.LightningModule):
         """What a member needs to continue exactly where a snapshot has it: weights, optimizer, schedule, counters."""
         groups = snapshot["groups"]
         g, i = _position_in(groups, member)
-        names = snapshot["layer_names"][member]
-        model = {f"{names[key.split('.', 1)[0]]}.{key.split('.', 1)[1]}": value[i : i + 1].clone()  # a view would
-                 for key, value in snapshot["nets"][g].items()}  # save the whole pack's storage in the member's file
+        model = member_slice(snapshot["nets"][g], snapshot["layer_names"][member], i)
         return {"model": model, **_member_optimizer_state(member, groups, snapshot["optimizer"], snapshot["schedule"]),
                 "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
 
