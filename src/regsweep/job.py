@@ -347,8 +347,8 @@ class PackRun:
             return
         module.resume({m.id: m.start["training"] for m in members})
         for member in members:
-            checkpoints.restore_generators(member.streams, member.start["streams"])  # not "init": a continued
-            # member's nets are always overwritten by its saved weights, so that stream's position never counts
+            # not the "init" stream: a continued member's nets are always overwritten by its saved weights
+            checkpoints.restore_generators(member.streams, member.start["streams"])
             for callback in member.callbacks:
                 callback.load_state_dict(member.start["callbacks"].get(callback.state_key, {}))
             if member.checkpoint is not None:

@@ -143,9 +143,8 @@ def read_epochs_csv(path: Path) -> list[dict[str, float]]:
 
 
 def write_weights(path: Path, weights: Mapping[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.asarray(w, dtype=np.float32) for name, w in weights.items()})  # compressing
-    # trained float32 weights saved 6 % of the size at 25x the time
+    buffer = io.BytesIO()  # not compressed: that saved 6 % of trained float32 weights' size at 25x the time
+    np.savez(buffer, **{name: np.asarray(w, dtype=np.float32) for name, w in weights.items()})
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
