@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from regsweep import reference
+from regsweep.aggregate import aggregate_sweep
+from regsweep.sweep.plan import SweepPlan
+from test_aggregate_fixtures import make_regularizer_sweep
 
 
 def test_a_study_section_keeps_the_summary_demotes_its_headings_and_copies_its_group_plots(
@@ -32,3 +35,21 @@ def test_every_ready_made_study_has_a_question() -> None:
     names = reference.study_names()
     assert {"l1_vs_l2", "lambda_grid", "regression", "cnn_kernels"} <= set(names)
     assert all(reference.study_question(name) != name for name in names)
+
+
+def test_only_studies_not_run_by_this_call_are_aggregated_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study run just now was aggregated by its own sweep; one run by an earlier call is brought up to date."""
+    for name in ("l1_vs_l2", "lambda_grid"):
+        make_regularizer_sweep(tmp_path / name)
+        SweepPlan(arguments=[], command=["train.py", "-m", f"experiment={name}"]).save(tmp_path / name)
+    ran, aggregated = [], []
+    monkeypatch.setattr(reference, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(reference, "run_study", lambda name, work, extra: ran.append(name))
+    monkeypatch.setattr(reference, "aggregate_sweep",
+                        lambda sweep_dir: aggregated.append(Path(sweep_dir).name) or aggregate_sweep(sweep_dir))
+    out = tmp_path / "docs" / "results.md"
+    assert reference.main(["--studies", "l1_vs_l2", "--work", str(tmp_path), "--out", str(out)]) == 0
+    assert (ran, aggregated) == (["l1_vs_l2"], ["lambda_grid"])
+    text = out.read_text()
+    assert "## l1_vs_l2:" in text and "## lambda_grid:" in text
+    assert text.count("12 of 12 jobs ok") == 2  # records of both, whether aggregated again or not

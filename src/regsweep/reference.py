@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from regsweep.aggregate import SUMMARY_FILE, aggregate_sweep
+from regsweep.aggregate import SUMMARY_FILE, aggregate_sweep, load_sweep
 from regsweep.atomic import atomic_write_text
 from regsweep.records import OK, ResultRecord
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
@@ -87,6 +87,14 @@ def earlier_run(name: str, work: Path) -> StudyRun:
     extra = [a for a in (plan.command[1:] if plan else [])
              if not a.startswith(("-m", "experiment=", "hydra.sweep.dir=", "trainer.enable_progress_bar="))]
     return StudyRun(name, command_of(name, extra), sweep_dir, recorded_wall_s(sweep_dir))
+
+
+def current_records(sweep_dir: Path, aggregated: bool) -> list[ResultRecord]:
+    """The records of a study's jobs; a study not ``aggregated`` by its own sweep just now is aggregated
+    again, so that its tables and plots are those of the current aggregation."""
+    if aggregated:
+        return [job.record for job in load_sweep(sweep_dir).jobs if job.record is not None]
+    return aggregate_sweep(sweep_dir).records
 
 
 def run_facts(run: StudyRun, records: list[ResultRecord]) -> str:
@@ -165,13 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(names) - set(study_names()))
     if unknown:
         parser.error(f"unknown studies {unknown}; the studies are {study_names()}")
-    if not args.assemble_only:
-        for name in names:
-            run_study(name, args.work, args.extra)
-    # Every study run so far, so that studies run one command at a time (each with its own --extra) add up;
-    # aggregated again, so the tables and plots are those of the current aggregation
+    just_run = [] if args.assemble_only else names
+    for name in just_run:
+        run_study(name, args.work, args.extra)
+    # Every study run so far, so that studies run one command at a time (each with its own --extra) add up
     runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / PLAN_FILE).exists()]
-    studies = [(run, aggregate_sweep(run.sweep_dir).records) for run in runs]
+    studies = [(run, current_records(run.sweep_dir, aggregated=run.name in just_run)) for run in runs]
     atomic_write_text(args.out, results_markdown(studies) + "\n")
     print(f"wrote {args.out}")
     return 0
