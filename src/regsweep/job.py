@@ -288,8 +288,7 @@ class PackRun:
         datamodule = PackDataModule(
             self.splits, settings.data.batch_size,
             {m.id: MemberData(m.streams["order"], m.settings.augment, m.streams["augment"]) for m in members},
-            plan, settings.minibatches_per_step, settings.data.split_seed,
-            steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
+            plan, settings.minibatches_per_step, settings.data.split_seed, module.progress)
         t = self._phase("setup", t)
         if settings.train and start < plan.max_epochs:
             with stop_at_safe_points(lambda stop: setattr(module, "interrupt", stop)):
@@ -304,8 +303,7 @@ class PackRun:
             self.timings["epoch_s"] = round(statistics.median(module.epoch_times[1:] or module.epoch_times), 4)
         tested = [m for m in members if m.record.status == OK]
         if tested and settings.test:
-            module.load_member_states({m.id: self._kept_state(m) for m in tested})
-            datamodule.keep([m.id for m in tested])
+            module.load_member_states({m.id: self._kept_state(m) for m in tested})  # the pack is now these
             trainer.test(module, datamodule=datamodule, verbose=False)
         t = self._phase("test", t)
         for member in members:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regsweep import metrics
-from regsweep.data.batches import Minibatch
+from regsweep.data.batches import Minibatch, PackProgress
 from regsweep.errors import DivergenceError, describe
 from regsweep.models import (
     MemberModel,
@@ -138,10 +138,10 @@ class PackModule(L.LightningModule):
         self.input_shape, self.output_size = input_shape, output_size
         self.max_epochs, self.min_epochs = max_epochs, min_epochs
         self.epoch_offset = epoch_offset  # epochs trained before a resume
-        self.max_steps, self.steps_done = max_steps, steps_done  # optimizer steps (minibatches), whole run
+        self.max_steps = max_steps
+        self.progress = PackProgress(steps_done=steps_done)  # which members train; steps over the whole run
         self.specs = {spec.id: spec for spec in members}
         self.nets = nn.ModuleList()
-        self.active: list[int] = []
         self._build([spec.id for spec in members])
         self.schedule: Schedule | None = None
         self.rows: dict[int, Row] = {}  # this epoch's measurements of the active members
@@ -173,7 +173,7 @@ class PackModule(L.LightningModule):
     def _build(self, ids: list[int]) -> None:
         """(Re)build the nets for these members (freshly initialized; ``load_member_states`` loads states)."""
         self.groups = self._groups_of(ids)
-        self.active = [m for group in self.groups for m in group]
+        self.progress.active = [m for group in self.groups for m in group]
         self.nets = nn.ModuleList(
             PackNet(self.model_cfg, [self.specs[m].model for m in group], self.input_shape, self.output_size)
             for group in self.groups).to(self.device)
@@ -208,6 +208,15 @@ class PackModule(L.LightningModule):
         """Take a member out of the pack at the end of this epoch (not before trainer.min_epochs)."""
         if member in self.active and member not in self.pending:
             self.pending[member] = Stop(status, reason, self.epoch)
+
+    @property
+    def active(self) -> list[int]:
+        """The members that still train, in pack order."""
+        return self.progress.active
+
+    @property
+    def steps_done(self) -> int:
+        return self.progress.steps_done
 
     @property
     def epoch(self) -> int:
@@ -290,7 +299,7 @@ class PackModule(L.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(losses.sum())  # members share no parameter: each gets its own gradient
             optimizer.step()  # runs on_before_optimizer_step (penalty, clipping, gradient noise) first
-            self.steps_done += 1
+            self.progress.steps_done += 1
             with torch.no_grad():
                 self._accumulate("train", output.detach(), minibatch.y, losses.detach(), self._step_penalty)
 
@@ -460,7 +469,7 @@ class PackModule(L.LightningModule):
             self.on_member_stop(member, stop)
         keep = [m for m in self.active if m not in stops]
         if not keep:
-            self.active = []
+            self.progress.active = []
             return
         # Each kept member's own optimizer and schedule state, then the rebuilt pack (its groups may merge
         # neighbours that a retired member separated) gets them stacked, as a resume does
@@ -473,7 +482,6 @@ class PackModule(L.LightningModule):
             self.schedule = build_schedule(self.optimizer_cfg, optimizer, self.max_epochs)
         self._load_member_optimizer_states(optimizer, kept)
         self.trainer.optimizers = [optimizer]
-        self.trainer.datamodule.keep(self.active)  # the data module serves the members that train
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         groups = [{"params": list(net.parameters()), "lr": self.specs[group[0]].lr,

@@ -9,8 +9,9 @@ member sees the same samples.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import Callable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -23,22 +24,34 @@ class Minibatch(NamedTuple):
     y: Tensor
 
 
+@dataclass
+class PackProgress:
+    """How far a pack's training is: kept by its module, read by its data module when an epoch's loader is made.
+
+    ``active``: the members that still train, in pack order (a minibatch's member axis);
+    ``steps_done``: optimizer steps (minibatches) over the whole run, for ``trainer.max_steps``.
+    """
+
+    active: list[int] = field(default_factory=list)
+    steps_done: int = 0
+
+
 class MemberBatches:
     """One epoch of training minibatches for the members whose order streams are given.
 
     ``orders`` holds one generator per member: each pass draws a fresh permutation from each, so
     a member's batch order depends on its seed alone. ``orders=None`` walks the data in its stored
     order (every member alike). ``batch_size=None`` is one full batch; ``limit`` caps the number of
-    minibatches per pass; ``on_minibatch`` is called for each one handed out (the step count).
+    minibatches per pass.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, orders: list[torch.Generator] | None,
-                 members: int, limit: int | None = None, on_minibatch: Callable[[], None] = lambda: None) -> None:
+                 members: int, limit: int | None = None) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}")
         self.x, self.y, self.orders, self.members = x, y, orders, members
         self.batch_size = min(batch_size or len(x), len(x))
-        self.limit, self.on_minibatch = limit, on_minibatch
+        self.limit = limit
 
     def __len__(self) -> int:
         batches = math.ceil(len(self.x) / self.batch_size)
@@ -53,7 +66,6 @@ class MemberBatches:
     def __iter__(self) -> Iterator[Minibatch]:
         order = self._order()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            self.on_minibatch()
             index = order[:, start : start + self.batch_size]
             yield Minibatch(self.x[index], self.y[index])
 

@@ -11,8 +11,10 @@ The contract with :class:`~regsweep.module.PackModule`:
 
 Batch limits (``trainer.limit_*_batches``, ``overfit_batches``, ``max_steps``) count minibatches
 and evaluation batches of ``data.batch_size`` samples, whatever the group size. Lightning asks for
-the loaders again every epoch, so each epoch's length is exact (the last one under ``max_steps``
-ends where the step budget does, and still validates).
+the loaders again every epoch, after the module's epoch end, so each epoch's loader serves the
+members still training (the module's :class:`~regsweep.data.batches.PackProgress`) and its
+length is exact (the last one under ``max_steps`` ends where the step budget does, and still
+validates).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from torch import Tensor
 
 from regsweep.data.augment import AugmentSettings, augment_batch
-from regsweep.data.batches import MemberBatches, Minibatch, MinibatchGroups, SharedBatches
+from regsweep.data.batches import MemberBatches, Minibatch, MinibatchGroups, PackProgress, SharedBatches
 from regsweep.data.splits import Splits
 from regsweep.trainer import BatchPlan
 
@@ -55,18 +57,13 @@ def _count(limit: int | float | None, total: int) -> int:
 
 class PackDataModule(L.LightningDataModule):
     def __init__(self, splits: Splits, batch_size: int | None, members: dict[int, MemberData], plan: BatchPlan,
-                 minibatches_per_step: int, split_seed: int, steps_done: int = 0) -> None:
+                 minibatches_per_step: int, split_seed: int, progress: PackProgress) -> None:
         super().__init__()
         self.splits, self.batch_size, self.plan = splits, batch_size, plan
         self.members = members  # member id -> its data streams
-        self.active = list(members)
+        self.progress = progress  # the module's: which members train, how many steps the run has made
         self.minibatches_per_step = minibatches_per_step
         self.split_seed = split_seed
-        self.steps_done = steps_done  # optimizer steps (minibatches) over the whole run, for trainer.max_steps
-
-    def keep(self, member_ids: list[int]) -> None:
-        """Train only these members from the next epoch on (the others stopped)."""
-        self.active = list(member_ids)
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -74,6 +71,10 @@ class PackDataModule(L.LightningDataModule):
             self.splits = self.splits.to(device)
         index = self.train_eval_index().to(device)  # drawn once: the same subset every epoch
         self.train_eval = (self.splits.x_train[index], self.splits.y_train[index])
+
+    @property
+    def active(self) -> list[int]:
+        return self.progress.active
 
     @property
     def eval_batch_size(self) -> int:
@@ -88,9 +89,6 @@ class PackDataModule(L.LightningDataModule):
     def _overfit_rows(self) -> int:
         return self._rows(self.plan.overfit, self.splits.n_train)
 
-    def _count_step(self) -> None:
-        self.steps_done += 1
-
     def train_dataloader(self) -> MinibatchGroups:
         s = self.splits
         if self.plan.overfit:  # the same first samples every epoch, in stored order
@@ -101,8 +99,8 @@ class PackDataModule(L.LightningDataModule):
         size = min(self.batch_size or len(x), len(x))
         limit = _count(self.plan.train, math.ceil(len(x) / size))
         if self.plan.max_steps is not None:  # this epoch ends where the run's step budget does
-            limit = min(limit, max(0, self.plan.max_steps - self.steps_done))
-        batches = _TrainBatches(self, x, y, size, orders, limit)
+            limit = min(limit, max(0, self.plan.max_steps - self.progress.steps_done))
+        batches = MemberBatches(x, y, size, orders, len(self.active), limit)
         return MinibatchGroups(batches, self.minibatches_per_step)
 
     def train_eval_index(self) -> Tensor:
@@ -139,16 +137,3 @@ class PackDataModule(L.LightningDataModule):
                          for xm, d in zip(minibatch.x, data)])
         return Minibatch(x, minibatch.y)
 
-
-class _TrainBatches(MemberBatches):
-    """MemberBatches whose member count and run-wide step budget follow the data module."""
-
-    def __init__(self, owner: PackDataModule, x: Tensor, y: Tensor, size: int, orders: list | None, limit: int):
-        super().__init__(x, y, size, orders, len(owner.active), limit, owner._count_step)
-        self.owner = owner
-
-    def __iter__(self):
-        self.members = len(self.owner.active)
-        if self.orders is not None:
-            self.orders = [self.owner.members[m].order for m in self.owner.active]
-        return super().__iter__()
