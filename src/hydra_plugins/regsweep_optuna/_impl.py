@@ -23,8 +23,6 @@ from typing import Any, Sequence
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
-from hydra.core.plugins import Plugins
-from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -41,7 +39,7 @@ from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
 from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
 from regsweep.sweep.lock import sweep_dir_lock
 from regsweep.sweep.overrides import expand_integer_ranges, quoted
-from regsweep.sweep.plan import pin_sweep_dir
+from regsweep.sweep.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +165,7 @@ def check_resumable(study: optuna.Study, directions: list[str], signature: dict[
                           "be comparable with this run's: repeat its settings or choose a new hydra.sweeper.study_name")
 
 
-class SearchImpl:
+class SearchImpl(LaunchingSweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
                  params: dict[str, str] | None, seeds_per_trial: int, top_k: int, heartbeat_interval: float,
@@ -191,12 +189,6 @@ class SearchImpl:
         self.params = dict(params or {})
         self.seeds_per_trial, self.top_k = seeds_per_trial, top_k
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
-        self.sweep_dir = pin_sweep_dir(config)
-        self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:
         from regsweep.sweep.runner import JobRunner  # the training stack: only when sweeping

@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
 
 from regsweep.errors import RegsweepError
 from regsweep.sweep.lock import sweep_dir_lock
 from regsweep.sweep.overrides import expand_integer_ranges
-from regsweep.sweep.plan import SweepPlan, pin_sweep_dir
+from regsweep.sweep.plan import SweepPlan
+from regsweep.sweep.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +51,10 @@ def sweep_jobs(arguments: Sequence[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*choices)]
 
 
-class RegsweepSweeperImpl:
+class RegsweepSweeperImpl(LaunchingSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None) -> None:
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
-        self.sweep_dir = pin_sweep_dir(config)
-        self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function)
 
     def arguments(self, command_line: Sequence[str]) -> list[str]:
         """``hydra.sweeper.params`` first, then the command line (which wins for a key given in both)."""

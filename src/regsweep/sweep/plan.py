@@ -84,15 +84,3 @@ def prepare_job_dir(config: DictConfig, num: int) -> tuple[Path, dict]:
     finally:
         HydraConfig.instance().cfg = previous
     return out.resolve(), resolved
-
-
-def pin_sweep_dir(config: DictConfig) -> Path:
-    """Resolve ``hydra.sweep.dir`` once, for the sweeper and its launcher alike.
-
-    Its ``${now:...}`` would otherwise be resolved again by whatever reads it later (the submitit
-    launcher's log folder landed in a second dir, microseconds apart).
-    """
-    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-    with read_write(config.hydra.sweep), open_dict(config.hydra.sweep):
-        config.hydra.sweep.dir = str(sweep_dir)
-    return sweep_dir
