@@ -117,6 +117,8 @@ BAD_VALUES = [
     ("+model.width=3", "model.width", "Key 'width' not in 'MLPConfig'"),
     ("+trainer.max_epoch=3", "trainer.max_epoch", "did you mean trainer.max_epochs?"),  # a misspelled argument
     ("+seeed=3", "seeed", "did you mean seed?"),
+    ("+qqqq=3", "qqqq", "is not a key of the config (run keys: augment, callbacks,"),  # nothing close: the list
+    ("+trainer.qqqq=3", "trainer.qqqq", "is not a Lightning Trainer argument"),
     ("+data.download=false", "data.download", "Key 'download' not in"),  # a knob nothing reads does not exist
 ]
 

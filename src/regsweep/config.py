@@ -161,17 +161,18 @@ def check_monitors(callbacks: Any, task: str) -> None:
 def check_keys(cfg: DictConfig) -> None:
     """Keys added with ``+`` that nothing reads: a misspelled run key or Trainer argument."""
     known = {f.name for f in fields(RunConfig)} | {"hydra"}  # a sweeper checks jobs with their Hydra config
-    for key in cfg:
+    _refuse_unknown(cfg, known, "", "is not a key of the config", f" (run keys: {', '.join(sorted(known))})")
+    _refuse_unknown(cfg.trainer, {f.name for f in fields(trainer_schema())}, "trainer.",
+                    "is not a Lightning Trainer argument")
+
+
+def _refuse_unknown(node: DictConfig, known: set[str], prefix: str, what: str, otherwise: str = "") -> None:
+    """The first key of ``node`` not in ``known``, named with the closest known key (else ``otherwise``)."""
+    for key in node:
         if key not in known:
             near = difflib.get_close_matches(str(key), known, n=1)
-            raise ConfigError(str(key), cfg.get(key), "is not a key of the config"
-                              + (f"; did you mean {near[0]}?" if near else f" (run keys: {', '.join(sorted(known))})"))
-    arguments = {f.name for f in fields(trainer_schema())}
-    for key in cfg.trainer:
-        if key not in arguments:
-            near = difflib.get_close_matches(str(key), arguments, n=1)
-            raise ConfigError(f"trainer.{key}", cfg.trainer.get(key), "is not a Lightning Trainer argument"
-                              + (f"; did you mean trainer.{near[0]}?" if near else ""))
+            raise ConfigError(f"{prefix}{key}", node.get(key),
+                              what + (f"; did you mean {prefix}{near[0]}?" if near else otherwise))
 
 
 def validate(cfg: DictConfig) -> Settings:
