@@ -13,6 +13,7 @@ from test_aggregate_fixtures import REGRESSION_LOSS, make_job, make_regression_s
 from regsweep.aggregate import aggregate_sweep
 from regsweep.aggregate.compare import MAX_ALL_PAIRS_GROUPS
 from regsweep.aggregate.tables import mean_se_text
+from regsweep.metrics import METRICS
 
 GRID = [(0.0, 0.0), (0.0, 1e-4), (1e-5, 0.0), (1e-5, 1e-4)]  # (l1, l2): regularizer=l1l2 regularizer.l1=0,1e-5 ...
 
@@ -227,3 +228,12 @@ def test_predictions_with_nan_are_reported_not_drawn(tmp_path: Path) -> None:
     assert [(name, why) for _, name, why in result.file_problems] == [
         ("predictions.npz", "non-finite values (a surface cannot be drawn through NaN or inf)")]
     assert not (job / "prediction.png").exists() and (tmp_path / "plots" / "predictions.png").exists()
+
+
+def test_the_summary_says_what_each_column_measures_as_the_metric_declarations_do(tmp_path: Path) -> None:
+    aggregate_sweep(make_regularizer_sweep(tmp_path), plots=False)
+    glossary = section((tmp_path / "summary.md").read_text(), "What the columns measure")
+    assert f"- test acc (%): `test/acc`, {METRICS['test/acc'].doc}" in glossary
+    assert f"- gen gap loss: `final/gen_gap/loss`, {METRICS['gen_gap/loss'].doc}" in glossary
+    assert f"`best/weights/sparsity`, {METRICS['weights/sparsity'].doc}" in glossary  # the sparsity table's too
+    assert "epochs" not in glossary  # bookkeeping, not a metric

@@ -29,7 +29,7 @@ from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
 from regsweep.console import fmt
-from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY
+from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY, metric
 from regsweep.records import EPOCHS_FILE, FAILED, INTERRUPTED, OK, PREDICTIONS_FILE, PRUNED, RESULT_FILE, WEIGHTS_FILE
 
 MAX_ERROR_CHARS = 300
@@ -371,6 +371,15 @@ def plots_section(sweep: Sweep, plots: list[Path], job_plots: list[Path]) -> lis
     return [*lines, ""]
 
 
+def columns_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
+    """What each table column measures, as the metric declarations (regsweep.metrics) say."""
+    lines = [f"- {c.header}: `{c.metric}`, {declared.doc}"
+             for c in present_columns(sweep, descriptions, RESULT_COLUMNS + SPARSITY_COLUMNS)
+             if (declared := metric(c.metric)) is not None and declared.doc]
+    intro = "`best/` is the kept epoch's value, `final/` the last epoch's, a bare name a test metric."
+    return ["## What the columns measure", "", intro, "", *lines, ""] if lines else []
+
+
 def summary_markdown(
     sweep: Sweep,
     descriptions: Descriptions,
@@ -398,6 +407,7 @@ def summary_markdown(
         *comparisons_section(comparisons),
         *problems_section(sweep),
         *plots_section(sweep, plots, job_plots),
+        *columns_section(sweep, descriptions),
     ]
     return "\n".join(lines)
 
