@@ -100,6 +100,17 @@ def test_a_job_reattaches_to_its_trial_through_the_journal_file(tmp_path: Path) 
     assert reread.trials[asked.number].intermediate_values == {0: 0.5}
 
 
+def test_the_members_of_a_pack_reach_their_trials_through_one_storage(tmp_path: Path) -> None:
+    journal = str(tmp_path / JOURNAL_FILE)
+    study = optuna.create_study(study_name="s", storage=open_storage(journal), direction="maximize")
+    first, second = (attach_trial("s", journal, study.ask().number, optuna.pruners.NopPruner()) for _ in range(2))
+    assert first.storage is second.storage
+    first.report(0.25, step=0)
+    second.report(0.75, step=0)
+    reread = optuna.load_study(study_name="s", storage=open_storage(journal))
+    assert [t.intermediate_values for t in reread.trials] == [{0: 0.25}, {0: 0.75}]
+
+
 def outcome(status: str, name: str, values: dict[str, float] | None = None, error: str | None = None) -> JobOutcome:
     record = ResultRecord(status=status, job=JobInfo(name=name, dir=f"/sweep/{name}"), seed=0, error=error,
                           metrics={"best": values or {}})

@@ -8,6 +8,7 @@ overrides) and re-attaches to its trial there, so it can report per-epoch values
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -61,9 +62,15 @@ def open_storage(url: str, attempts: int = 5) -> BaseStorage:
     return JournalStorage(JournalFileBackend(url))
 
 
+@functools.cache
+def job_storage(url: str) -> BaseStorage:
+    """One storage per process for the jobs' trials: a pack's members share its connections and its journal reads."""
+    return open_storage(url)
+
+
 def attach_trial(study_name: str, url: str, number: int, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
     """The running trial ``number`` of a stored study, as an object a job can report to."""
-    storage = open_storage(url)
+    storage = job_storage(url)
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
     return optuna.trial.Trial(study, trial_id)
