@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -13,6 +16,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
+TRAIN = ROOT / "train.py"
+
+
+def run_script(script: Path, *arguments: str, cwd: Path = ROOT) -> float:
+    """Wall seconds of a Python script in a fresh process, start to exit (what a user waits for at the prompt)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script), *arguments], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -30,7 +44,7 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "cpu": cpu_model(), "torch": torch.__version__,
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 

@@ -20,30 +20,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, ROOT, SHARED_FASHION, machine, paired_rounds, ratio_summary, ratio_text, timed
+from common import RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text, run_script, timed
 
 from regsweep.atomic import atomic_write_text
 from regsweep.records import read_result
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
 PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")
-
-
-def run_command(command: list[str]) -> float:
-    """Wall seconds of a command, from its start to its exit (what a user waits for at the prompt)."""
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
-
-
-def train(*arguments: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), *arguments]
 
 
 def sweep_records(sweep_dir: Path) -> list:
@@ -81,12 +67,12 @@ def default_sweep(rounds: int, work: Path) -> dict[str, object]:
 
     def sweep(size: str) -> float:
         last[size] = work / f"sweep_{size}_{next(counter)}"
-        return run_command(train(*DEFAULT_SWEEP, f"pack.size={size}", f"hydra.sweep.dir={last[size]}"))
+        return run_script(TRAIN, *DEFAULT_SWEEP, f"pack.size={size}", f"hydra.sweep.dir={last[size]}")
 
     times = paired_rounds({
         "packed": lambda: sweep("auto"),
         "off": lambda: sweep("off"),
-        "bare": lambda: run_command([sys.executable, str(ROOT / "bench" / "bare_sweep.py")]),
+        "bare": lambda: run_script(ROOT / "bench" / "bare_sweep.py"),
     }, rounds)
     packed_acc = statistics.mean(r.metrics["test"]["test/acc"] for r in sweep_records(last["auto"]))
     off_acc = statistics.mean(r.metrics["test"]["test/acc"] for r in sweep_records(last["off"]))
@@ -105,9 +91,9 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
 
     def sweep(size: str) -> float:
         sweep_dir = work / f"fashion_{size}_{next(counter)}"
-        run_command(train(*data, "-m", "seed=0-9", "callbacks=no_stop", f"trainer.max_epochs={epochs}",
-                          "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
-                          f"pack.size={size}", f"hydra.sweep.dir={sweep_dir}"))
+        run_script(TRAIN, *data, "-m", "seed=0-9", "callbacks=no_stop", f"trainer.max_epochs={epochs}",
+                   "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
+                   f"pack.size={size}", f"hydra.sweep.dir={sweep_dir}")
         records = sweep_records(sweep_dir)
         # member-epoch seconds: a pack's steady epoch trains all 10; a job alone trains one
         return records[0].timings["epoch_s"] / 10 if size == "auto" else statistics.mean(
@@ -165,10 +151,10 @@ def thread_division(rounds: int, work: Path) -> dict[str, object]:
     counter = iter(range(10**6))
 
     def sweep(threads: str) -> float:
-        return run_command(train("-m", "seed=0-3", "pack.size=off", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                                 f"threads={threads}", "callbacks=no_stop", "trainer.max_epochs=15",
-                                 "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
-                                 f"hydra.sweep.dir={work / f'threads_{threads}_{next(counter)}'}"))
+        return run_script(TRAIN, "-m", "seed=0-3", "pack.size=off", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                          f"threads={threads}", "callbacks=no_stop", "trainer.max_epochs=15",
+                          "trainer.enable_progress_bar=false", "hydra.callbacks.sweep_summary.aggregate=false",
+                          f"hydra.sweep.dir={work / f'threads_{threads}_{next(counter)}'}")
 
     times = paired_rounds({"divided": lambda: sweep("auto"), "oversubscribed": lambda: sweep("2")}, rounds)
     return {"setup": "4 digits jobs, 15 epochs, hydra/launcher=joblib n_jobs=2 on 2 cores", "wall_s": times,

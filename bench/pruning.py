@@ -12,39 +12,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import optuna
+from common import RESULTS, TRAIN, machine, run_script
 
 from regsweep.atomic import atomic_write_text
 from regsweep.records import find_job_dirs, read_result
 from regsweep.search.study import JOURNAL_FILE, open_storage
 
-ROOT = Path(__file__).resolve().parents[1]
-
-RESULTS = ROOT / "bench" / "results" / "pruning.json"
+RESULT_FILE = RESULTS / "pruning.json"
 PRUNERS = ("median", "none")
 
 
 def run_search(pruner: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """One search in its own sweep dir; its cost and outcome read back from the study and the job records."""
     sweep = work / pruner
-    command = [
-        sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=optuna", f"hydra/sweeper/pruner={pruner}",
-        f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.seed={args.seed}",
-        f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
-    ]
-    started = time.perf_counter()
-    subprocess.run(command, cwd=work, check=True, capture_output=True, env={**os.environ, "REGSWEEP_ROOT": str(ROOT)})
-    wall = time.perf_counter() - started
+    wall = run_script(TRAIN, "-m", "hparams_search=optuna", f"hydra/sweeper/pruner={pruner}",
+                      f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.seed={args.seed}",
+                      f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
+                      f"hydra.sweep.dir={sweep}", cwd=work)
     study = optuna.load_study(study_name="optuna-digits", storage=open_storage(str(sweep / JOURNAL_FILE)))
     records = [read_result(job_dir) for job_dir in find_job_dirs(sweep)]
     return {
@@ -62,14 +52,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="TPE sampler seed, the same for both variants")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULT_FILE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="regsweep-bench-") as work:
         runs = {pruner: run_search(pruner, args, Path(work)) for pruner in PRUNERS}
     result = {
         "benchmark": "TPE search (hparams_search=optuna, digits, val/acc) with vs without the median pruner",
         "settings": {key: value for key, value in vars(args).items() if key != "out"},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "runs": runs,
         "job_time_ratio_pruned_vs_not": round(runs["median"]["job_time_s"] / runs["none"]["job_time_s"], 3),
         "best_value_difference": runs["median"]["best_value"] - runs["none"]["best_value"],

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS, ROOT, SHARED_FASHION, machine, paired_rounds, ratio_summary, ratio_text, steady_epoch, timed
+from common import (RESULTS, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text, run_script,
+                    steady_epoch, timed)
 from torch.utils.data import DataLoader, TensorDataset
 
 from regsweep.atomic import atomic_write_text
@@ -106,9 +107,8 @@ def harness_epoch(epochs: int, per_step: int, work: Path, counter: list[int]) ->
     counter[0] += 1
     out = work / f"run{counter[0]}"
     data = ["data=fashion_mnist", f"data.data_dir={SHARED_FASHION}"] if SHARED_FASHION.is_dir() else ["data=mnist"]
-    subprocess.run([sys.executable, str(ROOT / "train.py"), *data, f"trainer.max_epochs={epochs}", "callbacks=no_stop",
-                    f"minibatches_per_step={per_step}", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"],
-                   cwd=ROOT, capture_output=True, check=True)
+    run_script(TRAIN, *data, f"trainer.max_epochs={epochs}", "callbacks=no_stop", f"minibatches_per_step={per_step}",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={out}")
     return read_result(out).timings["epoch_s"]
 
 
