@@ -4,11 +4,12 @@
    digits, 30 epochs), command to shell prompt, packed vs ``pack.size=off`` vs the bare
    sequential script bench/bare_sweep.py; with a breakdown of the packed sweep's time.
 2. Fashion-MNIST, the default 784-512-256-10 MLP, 10 seeds: epoch throughput (member-epochs per
-   second) of one pack of 10 vs the 10 jobs one after another.
+   second) of one pack of 10 vs the 10 jobs one after another, and vs a bare loop of the pack's
+   arithmetic in this process (what the harness adds to it).
 3. Threads: 4 jobs side by side on joblib's 2 workers, torch threads divided (``threads=auto``,
    one each on this 2-core machine) vs not (``threads=2`` each: 4 threads on 2 cores).
 
-Every timing is a real run of train.py in a fresh process; contenders alternate within rounds.
+Every harness timing is a real run of train.py in a fresh process; contenders alternate within rounds.
 Results: bench/results/packs.{json,md}.
 """
 
@@ -23,9 +24,11 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from common import RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text, run_script, timed
 
 from regsweep.atomic import atomic_write_text
+from regsweep.data.datamodule import EVAL_ROWS
 from regsweep.records import read_result
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
@@ -99,7 +102,8 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
         return records[0].timings["epoch_s"] / 10 if size == "auto" else statistics.mean(
             r.timings["epoch_s"] for r in records)
 
-    times = paired_rounds({"packed": lambda: sweep("auto"), "off": lambda: sweep("off")}, rounds)
+    times = paired_rounds({"packed": lambda: sweep("auto"), "off": lambda: sweep("off"),
+                           "bare_loop": lambda: bare_pack_member_epoch_s(members=10)}, rounds)
     flops = member_epoch_flops()
     products_only = member_epoch_products_s(members=10)
     return {"model": "784-512-256-10 MLP, Adam, batch 128, 10 seeds", "epochs": epochs,
@@ -107,7 +111,8 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
             "member_epoch_gflop": flops / 1e9, "matmul_gflops": matmul_gflops(),
             "gflops": {name: flops / 1e9 / statistics.median(t) for name, t in times.items()},
             "products_only_member_epoch_s": products_only,
-            "ceiling_speedup": statistics.median(times["off"]) / products_only}
+            "ceiling_speedup": statistics.median(times["off"]) / products_only,
+            "packed_over_bare_loop": ratio_summary(times, "packed", "bare_loop")}
 
 
 def member_epoch_flops(widths: tuple[int, ...] = (784, 512, 256, 10), n_train: int = 55_000, n_eval: int = 10_000,
@@ -137,6 +142,42 @@ def member_epoch_products_s(members: int, widths: tuple[int, ...] = (784, 512, 2
         best = lambda product: min(timed(product) for _ in range(7))  # noqa: E731
         total += (n_train // batch) * (best(forward) + sum(best(p) for p in backward)) + n_eval / batch * best(forward)
     return total / members
+
+
+def bare_pack_member_epoch_s(members: int, widths: tuple[int, ...] = (784, 512, 256, 10), n_train: int = 55_000,
+                             n_eval: int = 10_000, batch: int = 128, steps: int = 40) -> float:
+    """A member-epoch of the pack's arithmetic with nothing around it, what the harness's is measured against.
+
+    Per step: each member's own minibatch gathered from the training tensor, ``baddbmm`` layers with
+    ReLU, cross-entropy, backward, one fused Adam step over the stacked weights; then the evaluation
+    forwards (validation and the eval-mode training subset) in batches of the harness's size.
+    """
+    x_train, y_train = torch.randn(n_train, widths[0]), torch.randint(0, widths[-1], (n_train,))
+    weights = [torch.randn(members, a, b).mul_(a**-0.5).requires_grad_() for a, b in zip(widths, widths[1:])]
+    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in widths[1:]]
+    optimizer = torch.optim.Adam(weights + biases, fused=True)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            x = torch.baddbmm(b, x, w)
+            x = torch.relu(x) if layer < len(weights) - 1 else x
+        return x
+
+    def train_step() -> None:
+        index = torch.randint(0, n_train, (members, batch))
+        loss = F.cross_entropy(forward(x_train[index]).flatten(0, 1), y_train[index].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def evaluate() -> None:
+        with torch.no_grad():
+            for start in range(0, n_eval, EVAL_ROWS // members):
+                forward(x_train[start : start + EVAL_ROWS // members].expand(members, -1, -1))
+
+    train_step()
+    step_s = timed(lambda: [train_step() for _ in range(steps)]) / steps
+    return ((n_train // batch) * step_s + min(timed(evaluate) for _ in range(3))) / members
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -187,6 +228,10 @@ def markdown(results: dict) -> str:
         lines.append(f"| the most packing could give here: sequential member-epoch / its matrix products alone "
                      f"({fashion['products_only_member_epoch_s']:.2f} s, timed as torch.bmm over 10 members) | "
                      f"{fashion['ceiling_speedup']:.2f} | |")
+        lines.append(f"| the pack's member-epoch / a bare loop of its arithmetic "
+                     f"({statistics.median(fashion['member_epoch_s']['bare_loop']):.2f} s: gathers, baddbmm, "
+                     f"cross-entropy, backward, fused Adam, evaluation forwards) | "
+                     f"{ratio_text(fashion['packed_over_bare_loop'])} | |")
     lines += [
         f"| threads: 4 jobs on 2 joblib workers, 2 threads each / divided (1 each) | "
         f"{ratio_text(threads['oversubscribed_over_divided'])} | |",
@@ -222,7 +267,7 @@ def main() -> None:
             "machine": machine(),
             "method": f"{args.sweep_rounds} rounds of the default sweep and {args.rounds} of the others, "
                       "contenders in alternating order, ratios within a round; "
-                      "every measurement a fresh train.py process",
+                      "every harness measurement a fresh train.py process",
             "default_sweep": default_sweep(args.sweep_rounds, work),
             "fashion_mnist": fashion_throughput(args.rounds, args.fashion_epochs, work),
             "threads": thread_division(args.rounds, work),
