@@ -33,6 +33,10 @@ from regsweep.records import read_result
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
 PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")
+# A Fashion-MNIST member-epoch as the harness runs it (conf/model/mlp.yaml, conf/data/mnist.yaml): the layer
+# widths, 60,000 training images less the 5,000 validation ones, the evaluation passes (validation and the
+# eval-mode training subset of its size), the batch size
+WIDTHS, N_TRAIN, N_EVAL, BATCH = (784, 512, 256, 10), 55_000, 10_000, 128
 
 
 def sweep_records(sweep_dir: Path) -> list:
@@ -106,7 +110,7 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
                            "bare_loop": lambda: bare_pack_member_epoch_s(members=10)}, rounds)
     flops = member_epoch_flops()
     products_only = member_epoch_products_s(members=10)
-    return {"model": "784-512-256-10 MLP, Adam, batch 128, 10 seeds", "epochs": epochs,
+    return {"model": f"{'-'.join(map(str, WIDTHS))} MLP, Adam, batch {BATCH}, 10 seeds", "epochs": epochs,
             "member_epoch_s": times, "speedup": ratio_summary(times, "off", "packed"),
             "member_epoch_gflop": flops / 1e9, "matmul_gflops": matmul_gflops(),
             "gflops": {name: flops / 1e9 / statistics.median(t) for name, t in times.items()},
@@ -115,17 +119,15 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
             "packed_over_bare_loop": ratio_summary(times, "packed", "bare_loop")}
 
 
-def member_epoch_flops(widths: tuple[int, ...] = (784, 512, 256, 10), n_train: int = 55_000, n_eval: int = 10_000,
-                       batch: int = 128) -> float:
+def member_epoch_flops() -> float:
     """Multiply-adds x 2 of one member-epoch: forward, weight and input gradients (none for the input
     layer) over the training set, forward passes over validation and the eval-mode training subset."""
-    products = [a * b for a, b in zip(widths, widths[1:])]
+    products = [a * b for a, b in zip(WIDTHS, WIDTHS[1:])]
     per_sample_train = 2 * (sum(products) * 2 + sum(products[1:]))
-    return float(per_sample_train * (n_train // batch) * batch + 2 * sum(products) * n_eval)
+    return float(per_sample_train * (N_TRAIN // BATCH) * BATCH + 2 * sum(products) * N_EVAL)
 
 
-def member_epoch_products_s(members: int, widths: tuple[int, ...] = (784, 512, 256, 10), n_train: int = 55_000,
-                            n_eval: int = 10_000, batch: int = 128) -> float:
+def member_epoch_products_s(members: int) -> float:
     """Seconds a member-epoch of a pack of ``members`` would take if only its matrix products took time.
 
     Each product timed as the pack runs it (torch.bmm over the members at the training batch size):
@@ -134,27 +136,26 @@ def member_epoch_products_s(members: int, widths: tuple[int, ...] = (784, 512, 2
     either, so the sequential member-epoch over this is the most any packing could give here.
     """
     total = 0.0
-    for layer, (inputs, outputs) in enumerate(zip(widths, widths[1:])):
-        x, w = torch.randn(members, batch, inputs), torch.randn(members, inputs, outputs)
-        g = torch.randn(members, batch, outputs)
+    for layer, (inputs, outputs) in enumerate(zip(WIDTHS, WIDTHS[1:])):
+        x, w = torch.randn(members, BATCH, inputs), torch.randn(members, inputs, outputs)
+        g = torch.randn(members, BATCH, outputs)
         forward = lambda: torch.bmm(x, w)  # noqa: E731
         backward = [lambda: torch.bmm(x.transpose(1, 2), g)] + ([lambda: torch.bmm(g, w.transpose(1, 2))] if layer else [])
         best = lambda product: min(timed(product) for _ in range(7))  # noqa: E731
-        total += (n_train // batch) * (best(forward) + sum(best(p) for p in backward)) + n_eval / batch * best(forward)
+        total += (N_TRAIN // BATCH) * (best(forward) + sum(best(p) for p in backward)) + N_EVAL / BATCH * best(forward)
     return total / members
 
 
-def bare_pack_member_epoch_s(members: int, widths: tuple[int, ...] = (784, 512, 256, 10), n_train: int = 55_000,
-                             n_eval: int = 10_000, batch: int = 128, steps: int = 40) -> float:
+def bare_pack_member_epoch_s(members: int, steps: int = 40) -> float:
     """A member-epoch of the pack's arithmetic with nothing around it, what the harness's is measured against.
 
     Per step: each member's own minibatch gathered from the training tensor, ``baddbmm`` layers with
     ReLU, cross-entropy, backward, one fused Adam step over the stacked weights; then the evaluation
     forwards (validation and the eval-mode training subset) in batches of the harness's size.
     """
-    x_train, y_train = torch.randn(n_train, widths[0]), torch.randint(0, widths[-1], (n_train,))
-    weights = [torch.randn(members, a, b).mul_(a**-0.5).requires_grad_() for a, b in zip(widths, widths[1:])]
-    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in widths[1:]]
+    x_train, y_train = torch.randn(N_TRAIN, WIDTHS[0]), torch.randint(0, WIDTHS[-1], (N_TRAIN,))
+    weights = [torch.randn(members, a, b).mul_(a**-0.5).requires_grad_() for a, b in zip(WIDTHS, WIDTHS[1:])]
+    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in WIDTHS[1:]]
     optimizer = torch.optim.Adam(weights + biases, fused=True)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -164,20 +165,21 @@ def bare_pack_member_epoch_s(members: int, widths: tuple[int, ...] = (784, 512, 
         return x
 
     def train_step() -> None:
-        index = torch.randint(0, n_train, (members, batch))
+        index = torch.randint(0, N_TRAIN, (members, BATCH))
         loss = F.cross_entropy(forward(x_train[index]).flatten(0, 1), y_train[index].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     def evaluate() -> None:
+        rows = EVAL_ROWS // members  # the harness's evaluation batch
         with torch.no_grad():
-            for start in range(0, n_eval, EVAL_ROWS // members):
-                forward(x_train[start : start + EVAL_ROWS // members].expand(members, -1, -1))
+            for start in range(0, N_EVAL, rows):
+                forward(x_train[start : start + rows].expand(members, -1, -1))
 
     train_step()
     step_s = timed(lambda: [train_step() for _ in range(steps)]) / steps
-    return ((n_train // batch) * step_s + min(timed(evaluate) for _ in range(3))) / members
+    return ((N_TRAIN // BATCH) * step_s + min(timed(evaluate) for _ in range(3))) / members
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
