@@ -5,7 +5,8 @@
    sequential script bench/bare_sweep.py; with a breakdown of the packed sweep's time.
 2. Fashion-MNIST, the default 784-512-256-10 MLP, 10 seeds: epoch throughput (member-epochs per
    second) of one pack of 10 vs the 10 jobs one after another, and vs a bare loop of the pack's
-   arithmetic in this process (what the harness adds to it).
+   arithmetic in this process (what the harness adds to it); that bare loop's training step per
+   member, alone and packed, by phase (what batching buys the arithmetic itself).
 3. Threads: 4 jobs side by side on joblib's 2 workers, torch threads divided (``threads=auto``,
    one each on this 2-core machine) vs not (``threads=2`` each: 4 threads on 2 cores).
 
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -107,7 +109,7 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
             r.timings["epoch_s"] for r in records)
 
     times = paired_rounds({"packed": lambda: sweep("auto"), "off": lambda: sweep("off"),
-                           "bare_loop": lambda: bare_pack_member_epoch_s(members=10)}, rounds)
+                           "bare_loop": lambda: BarePack(members=10).member_epoch_s()}, rounds)
     flops = member_epoch_flops()
     products_only = member_epoch_products_s(members=10)
     return {"model": f"{'-'.join(map(str, WIDTHS))} MLP, Adam, batch {BATCH}, 10 seeds", "epochs": epochs,
@@ -116,7 +118,8 @@ def fashion_throughput(rounds: int, epochs: int, work: Path) -> dict[str, object
             "gflops": {name: flops / 1e9 / statistics.median(t) for name, t in times.items()},
             "products_only_member_epoch_s": products_only,
             "ceiling_speedup": statistics.median(times["off"]) / products_only,
-            "packed_over_bare_loop": ratio_summary(times, "packed", "bare_loop")}
+            "packed_over_bare_loop": ratio_summary(times, "packed", "bare_loop"),
+            "step_phases": step_phases(rounds)}
 
 
 def member_epoch_flops() -> float:
@@ -146,40 +149,81 @@ def member_epoch_products_s(members: int) -> float:
     return total / members
 
 
-def bare_pack_member_epoch_s(members: int, steps: int = 40) -> float:
-    """A member-epoch of the pack's arithmetic with nothing around it, what the harness's is measured against.
+class BarePack:
+    """The pack's arithmetic with nothing around it, what the harness's pack is measured against.
 
     Per step: each member's own minibatch gathered from the training tensor, ``baddbmm`` layers with
-    ReLU, cross-entropy, backward, one fused Adam step over the stacked weights; then the evaluation
-    forwards (validation and the eval-mode training subset) in batches of the harness's size.
+    ReLU, cross-entropy, backward, one fused Adam step over the stacked weights; evaluation: the
+    forwards over validation and the eval-mode training subset in batches of the harness's size.
+    A pack of one is the same arithmetic for a job alone.
     """
-    x_train, y_train = torch.randn(N_TRAIN, WIDTHS[0]), torch.randint(0, WIDTHS[-1], (N_TRAIN,))
-    weights = [torch.randn(members, a, b).mul_(a**-0.5).requires_grad_() for a, b in zip(WIDTHS, WIDTHS[1:])]
-    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in WIDTHS[1:]]
-    optimizer = torch.optim.Adam(weights + biases, fused=True)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        for layer, (w, b) in enumerate(zip(weights, biases)):
+    PHASES = ("gather", "forward", "backward", "optimizer")
+
+    def __init__(self, members: int) -> None:
+        self.members = members
+        self.x, self.y = torch.randn(N_TRAIN, WIDTHS[0]), torch.randint(0, WIDTHS[-1], (N_TRAIN,))
+        self.weights = [torch.randn(members, a, b).mul_(a**-0.5).requires_grad_() for a, b in zip(WIDTHS, WIDTHS[1:])]
+        self.biases = [torch.zeros(members, 1, b, requires_grad=True) for b in WIDTHS[1:]]
+        self.optimizer = torch.optim.Adam(self.weights + self.biases, fused=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
-            x = torch.relu(x) if layer < len(weights) - 1 else x
+            x = torch.relu(x) if layer < len(self.weights) - 1 else x
         return x
 
-    def train_step() -> None:
-        index = torch.randint(0, N_TRAIN, (members, BATCH))
-        loss = F.cross_entropy(forward(x_train[index]).flatten(0, 1), y_train[index].flatten())
-        optimizer.zero_grad(set_to_none=True)
+    def step(self) -> list[float]:
+        """One training step; the seconds of each of PHASES (on a CPU every op has finished when it returns)."""
+        marks = [time.perf_counter()]
+        index = torch.randint(0, N_TRAIN, (self.members, BATCH))
+        x, y = self.x[index], self.y[index].flatten()
+        marks.append(time.perf_counter())
+        loss = F.cross_entropy(self.forward(x).flatten(0, 1), y)
+        marks.append(time.perf_counter())
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        marks.append(time.perf_counter())
+        self.optimizer.step()
+        marks.append(time.perf_counter())
+        return [end - start for start, end in zip(marks, marks[1:])]
 
-    def evaluate() -> None:
-        rows = EVAL_ROWS // members  # the harness's evaluation batch
+    def evaluate(self) -> None:
+        rows = EVAL_ROWS // self.members  # the harness's evaluation batch
         with torch.no_grad():
             for start in range(0, N_EVAL, rows):
-                forward(x_train[start : start + rows].expand(members, -1, -1))
+                self.forward(self.x[start : start + rows].expand(self.members, -1, -1))
 
-    train_step()
-    step_s = timed(lambda: [train_step() for _ in range(steps)]) / steps
-    return ((N_TRAIN // BATCH) * step_s + min(timed(evaluate) for _ in range(3))) / members
+    def member_epoch_s(self, steps: int = 40) -> float:
+        """Seconds of one member's epoch: the training steps and the evaluation forwards, over the members."""
+        self.step()
+        step_s = timed(lambda: [self.step() for _ in range(steps)]) / steps
+        return ((N_TRAIN // BATCH) * step_s + min(timed(self.evaluate) for _ in range(3))) / self.members
+
+    def member_step_ms(self, steps: int = 60) -> dict[str, float]:
+        """Milliseconds per member of a training step, each of PHASES as its median over ``steps`` steps."""
+        for _ in range(3):
+            self.step()
+        phases = list(zip(*(self.step() for _ in range(steps))))
+        return {name: statistics.median(seconds) * 1e3 / self.members for name, seconds in zip(self.PHASES, phases)}
+
+
+def step_phases(rounds: int, members: int = 10) -> dict[str, object]:
+    """A bare training step per member, alone and in a pack of ``members``, by phase (medians over rounds).
+
+    What batching buys the arithmetic itself, with no harness around it. On a CPU the products gain
+    some; the optimizer step streams every member's weights and Adam state through memory either way.
+    """
+    packs = {"alone": BarePack(1), "packed": BarePack(members)}
+    per_round = {name: [] for name in packs}
+    for round_index in range(rounds):
+        for name in (list(packs) if round_index % 2 == 0 else list(reversed(packs))):
+            per_round[name].append(packs[name].member_step_ms())
+    phases = {name: {phase: statistics.median(r[phase] for r in rows) for phase in BarePack.PHASES}
+              for name, rows in per_round.items()}
+    totals = {name: sum(p.values()) for name, p in phases.items()}
+    return {"members": members, "member_step_ms": phases, "total_ms": totals,
+            "alone_over_packed": totals["alone"] / totals["packed"]}
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -227,13 +271,18 @@ def markdown(results: dict) -> str:
         lines.append(f"| the same as GFLOP/s (a member-epoch is {fashion['member_epoch_gflop']:.0f} GFLOP), packed / "
                      f"sequential / a bare 2048x2048 GEMM | {fashion['gflops']['packed']:.0f} / "
                      f"{fashion['gflops']['off']:.0f} / {fashion['matmul_gflops']:.0f} | |")
-        lines.append(f"| the most packing could give here: sequential member-epoch / its matrix products alone "
+        lines.append(f"| a bound that ignores all but the products: sequential member-epoch / its matrix products alone "
                      f"({fashion['products_only_member_epoch_s']:.2f} s, timed as torch.bmm over 10 members) | "
                      f"{fashion['ceiling_speedup']:.2f} | |")
         lines.append(f"| the pack's member-epoch / a bare loop of its arithmetic "
                      f"({statistics.median(fashion['member_epoch_s']['bare_loop']):.2f} s: gathers, baddbmm, "
                      f"cross-entropy, backward, fused Adam, evaluation forwards) | "
                      f"{ratio_text(fashion['packed_over_bare_loop'])} | |")
+        phases = fashion["step_phases"]
+        split = {name: " + ".join(f"{ms:.2f}" for ms in p.values()) for name, p in phases["member_step_ms"].items()}
+        lines.append(f"| a bare training step per member, alone / in a pack of {phases['members']} "
+                     f"({' + '.join(BarePack.PHASES)}, ms): {split['alone']} / {split['packed']} | "
+                     f"{phases['alone_over_packed']:.2f} | |")
     lines += [
         f"| threads: 4 jobs on 2 joblib workers, 2 threads each / divided (1 each) | "
         f"{ratio_text(threads['oversubscribed_over_divided'])} | |",
