@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
@@ -48,13 +48,16 @@ def machine() -> dict[str, object]:
             "threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
-def paired_rounds(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+Measurement = TypeVar("Measurement")
+
+
+def paired_rounds(contenders: dict[str, Callable[[], Measurement]], rounds: int) -> dict[str, list[Measurement]]:
     """Each contender's measurement per round, the order reversed every other round.
 
     This VM's speed drifts by tens of percent over minutes; comparing contenders within a round,
     in alternating order, keeps that drift out of their ratios.
     """
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    times: dict[str, list[Measurement]] = {name: [] for name in contenders}
     for round_index in range(rounds):
         names = list(contenders) if round_index % 2 == 0 else list(reversed(contenders))
         for name in names:

@@ -214,11 +214,8 @@ def step_phases(rounds: int, members: int = 10) -> dict[str, object]:
     What batching buys the arithmetic itself, with no harness around it. On a CPU the products gain
     some; the optimizer step streams every member's weights and Adam state through memory either way.
     """
-    packs = {"alone": BarePack(1), "packed": BarePack(members)}
-    per_round = {name: [] for name in packs}
-    for round_index in range(rounds):
-        for name in (list(packs) if round_index % 2 == 0 else list(reversed(packs))):
-            per_round[name].append(packs[name].member_step_ms())
+    alone, packed = BarePack(1), BarePack(members)
+    per_round = paired_rounds({"alone": alone.member_step_ms, "packed": packed.member_step_ms}, rounds)
     phases = {name: {phase: statistics.median(r[phase] for r in rows) for phase in BarePack.PHASES}
               for name, rows in per_round.items()}
     totals = {name: sum(p.values()) for name, p in phases.items()}
