@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install servers train test test-fast bench bench-packs bench-pruning results tensorboard clean
+.PHONY: install servers train test test-fast bench bench-packs bench-pruning bench-gpu results tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,11 @@ bench: install           # about 5 minutes: data path, harness vs bare loop, den
 bench-packs: install     # about 20 minutes: packed vs one-by-one sweeps, end to end; thread division
 	$(BIN)/python bench/packs.py
 
-bench-pruning: install   # about 15 minutes: an Optuna search with and without pruning
+bench-pruning: install   # under a minute: an Optuna search with and without pruning
 	$(BIN)/python bench/pruning.py
+
+bench-gpu: install       # minutes on a GPU: the 40-job L1-vs-L2 study on MNIST, packed vs one by one
+	$(BIN)/python bench/gpu.py $(ARGS)
 
 results: install         # hours on a 2-core CPU: every ready-made study, then docs/results.md
 	$(BIN)/python -m regsweep.reference $(ARGS)

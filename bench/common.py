@@ -16,6 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 TRAIN = ROOT / "train.py"
 
 
