@@ -121,8 +121,11 @@ def main() -> None:
     parser.add_argument("--accelerator", default="gpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="regsweep-bench-gpu-") as work:
-        runs = {name: run_mode(size, args, Path(work) / name) for name, size in MODES.items()}
+        for name, size in MODES.items():
+            runs[name] = run_mode(size, args, Path(work) / name)
+            print(f"{name}: {json.dumps(runs[name])}", flush=True)  # a run cut short by a time limit still says this
     result = {"machine": machine(), "command": study_arguments(args), "runs": runs,
               "settings": {key: str(value) for key, value in vars(args).items() if key != "out"},
               "off_over_packed": runs["off"]["wall_s"] / runs["packed"]["wall_s"]}

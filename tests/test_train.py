@@ -59,9 +59,10 @@ def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tm
 
 
 def test_each_members_histogram_is_its_own_histc() -> None:
-    weights = torch.randn(3, 40, 7, generator=torch.Generator().manual_seed(0))
+    weights = torch.randn(4, 40, 7, generator=torch.Generator().manual_seed(0))
     weights[1] *= 100  # members on very different scales each get their own range
     weights[2] = 0.25  # a constant member: every value in the middle bin
+    weights[3] = (weights[3] * 8).round() / 8  # many values on bin edges: each must land where histc puts it
     for member, histogram in zip(weights, member_histograms(weights)):
         low, high = float(member.min()), float(member.max())
         start, end = (low, high) if high > low else (low - 0.5, low + 0.5)

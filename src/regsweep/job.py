@@ -54,7 +54,7 @@ from regsweep.trainer import lightning_arguments, training_device
 log = logging.getLogger(__name__)
 
 HPARAM_KEYS = ("data", "model", "regularizer", "optimizer", "augment")
-DEVICE_STREAMS = ("order", "dropout", "augment", "grad_noise")  # drawn on the training device; init on the CPU
+TRAINING_STREAMS = ("order", "dropout", "augment", "grad_noise")  # a member's while it trains (and in its checkpoints)
 
 
 def _now() -> str:
@@ -283,7 +283,7 @@ class PackRun:
                  settings.model.name, settings.model.hidden_sizes, settings.optimizer.name, plan.max_epochs - start,
                  plan.max_epochs, device)
         for member in members:
-            member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in DEVICE_STREAMS}
+            member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in TRAINING_STREAMS}
         module = self.module = self._module(members, device, start)
         datamodule = PackDataModule(
             self.splits, settings.data.batch_size,

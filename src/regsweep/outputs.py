@@ -53,21 +53,33 @@ class Histogram:
 
 
 def member_histograms(weights: torch.Tensor) -> list[Histogram]:
-    """Each member's histogram of its slice of ``weights`` ([members, ...]): torch.histc with
-    HISTOGRAM_BINS bins over its own [min, max] (a constant member: over its value +- 0.5).
+    """Each member's histogram of its slice of ``weights`` ([members, ...]): HISTOGRAM_BINS bins
+    over its own [min, max] (a constant member: over its value +- 0.5), each value in the bin
+    torch.histc puts it in on a CPU. Not histc itself: on CUDA it has no deterministic
+    implementation and throws under ``trainer.deterministic`` (the default); counting bin
+    indices is exact on any device.
 
-    The moments of all members in one host copy and the counts in another, not a handful of
-    syncs per member; in the weights' own dtype (a float64 copy of a pack's weights costs more
-    than the histograms).
+    The moments of all members in one host copy and the counts of the whole pack in one
+    bincount and one more copy, not a handful of syncs per member; in the weights' own dtype (a
+    float64 copy of a pack's weights costs more than the histograms).
     """
     flat = weights.detach().flatten(1)
     lows, highs = torch.aminmax(flat, dim=1)
     moments = torch.stack([lows, highs, flat.sum(1), (flat * flat).sum(1)], 1).double().tolist()
     ranges = [(low, high) if high > low else (low - 0.5, low + 0.5) for low, high, _, _ in moments]
-    counts = torch.stack([torch.histc(f, HISTOGRAM_BINS, low, high) for f, (low, high) in zip(flat, ranges)]).tolist()
+    counts = bin_counts(flat, torch.tensor(ranges, dtype=flat.dtype, device=flat.device)).tolist()
     return [Histogram(low, high, flat.shape[1], total, squares,
                       [start + (end - start) * (i + 1) / HISTOGRAM_BINS for i in range(HISTOGRAM_BINS)], count)
             for (low, high, total, squares), (start, end), count in zip(moments, ranges, counts)]
+
+
+def bin_counts(flat: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
+    """Counts [members, HISTOGRAM_BINS] of each row of ``flat`` over its row of ``ranges`` [members, 2]."""
+    start, end = ranges[:, :1], ranges[:, 1:]
+    bins = (flat - start).div_(end - start).mul_(HISTOGRAM_BINS).to(torch.int32).clamp_(0, HISTOGRAM_BINS - 1)
+    members = torch.arange(flat.shape[0], dtype=torch.int32, device=flat.device).unsqueeze(1)
+    bins += members * HISTOGRAM_BINS  # member m's bins follow member m-1's
+    return torch.bincount(bins.flatten(), minlength=flat.shape[0] * HISTOGRAM_BINS).view(-1, HISTOGRAM_BINS)
 
 
 class MemberOutputs:

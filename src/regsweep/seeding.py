@@ -15,6 +15,10 @@ import numpy as np
 import torch
 
 STREAMS = ("init", "order", "dropout", "augment", "grad_noise")
+# Drawn on the CPU whatever the training device (once per job, once per epoch: cheap), so a seed
+# starts from the same weights and walks the data in the same order on a CPU and on a GPU; the
+# others are drawn where they are used, per minibatch.
+HOST_STREAMS = ("init", "order")
 
 
 @dataclass(frozen=True)
@@ -29,4 +33,5 @@ class SeedStreams:
         return int(words[0]) << 31 ^ int(words[1])
 
     def generator(self, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(self.seed_of(stream))
+        """``stream``'s generator on the training ``device``, or on the CPU for HOST_STREAMS."""
+        return torch.Generator(device="cpu" if stream in HOST_STREAMS else device).manual_seed(self.seed_of(stream))

@@ -61,7 +61,7 @@ class MemberBatches:
         n = len(self.x)
         if self.orders is None:
             return torch.arange(n, device=self.x.device).expand(self.members, n)
-        return torch.stack([torch.randperm(n, generator=g, device=self.x.device) for g in self.orders])
+        return torch.stack([torch.randperm(n, generator=g, device=g.device) for g in self.orders]).to(self.x.device)
 
     def __iter__(self) -> Iterator[Minibatch]:
         order = self._order()
