@@ -24,6 +24,7 @@ from conftest import CONF_DIR, TINY, run_train
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
+from regsweep.seeding import SeedStreams
 
 RTOL, ATOL = 1e-5, 1e-5
 SMALL = [*TINY, "trainer.max_epochs=3", "callbacks=no_stop", "data.batch_size=64"]
@@ -182,6 +183,15 @@ def test_each_member_tests_its_own_best_epoch(tmp_path: Path) -> None:
         assert record.metrics["best"]["epoch"] == next(r["epoch"] for r in rows if r["val/acc"] == best["val/acc"])
         saved = torch.load(Path(record.job.dir) / "checkpoints" / "best.ckpt", weights_only=False)
         assert saved["epoch"] == record.metrics["best"]["epoch"] and saved["monitor"] == "val/acc"
+
+
+def test_the_initial_weights_and_the_batch_order_are_drawn_on_the_cpu_for_any_device() -> None:
+    """So a seed starts from the same weights and sees its batches in the same order on a GPU (asked for
+    here without one: these generators never touch the device)."""
+    for stream in ("init", "order"):
+        on_gpu, on_cpu = SeedStreams(7).generator(stream, "cuda"), SeedStreams(7).generator(stream)
+        assert on_gpu.device.type == "cpu"
+        assert torch.equal(torch.randperm(100, generator=on_gpu), torch.randperm(100, generator=on_cpu))
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
