@@ -306,7 +306,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sweep-rounds", type=int, default=5,
                         help="rounds of the default sweep: its ratios swing most with this VM's drift")
-    parser.add_argument("--fashion-epochs", type=int, default=2)
+    parser.add_argument("--fashion-epochs", type=int, default=3,
+                        help="the first epoch pays warm-up: a job's steady epoch is the median of the others")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
