@@ -13,6 +13,8 @@ from typing import Callable, TypeVar
 
 import torch
 
+from regsweep.records import ResultRecord, find_job_dirs, read_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
@@ -28,6 +30,11 @@ def run_script(script: Path, *arguments: str, cwd: Path = ROOT) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - started
+
+
+def sweep_records(sweep_dir: Path) -> list[ResultRecord]:
+    """The records of a finished sweep's jobs, in job-dir order."""
+    return [read_result(job_dir) for job_dir in find_job_dirs(sweep_dir)]
 
 
 def timed(fn: Callable[[], object]) -> float:

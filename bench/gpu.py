@@ -23,10 +23,10 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from common import RESULTS, SHARED_MNIST, TRAIN, machine, run_script
+from common import RESULTS, SHARED_MNIST, TRAIN, machine, run_script, sweep_records
 
 from regsweep.atomic import atomic_write_text
-from regsweep.records import OK, find_job_dirs, read_result
+from regsweep.records import OK
 
 MODES = {"packed": "auto", "off": "off"}  # name -> pack.size
 SAMPLE_MS = 200
@@ -47,12 +47,12 @@ class GpuSampler:
     QUERY = ["--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", f"--loop-ms={SAMPLE_MS}"]
 
     def __enter__(self) -> "GpuSampler":
+        self.readings: list[tuple[float, float]] = []
         smi = shutil.which("nvidia-smi")
         self.process = subprocess.Popen([smi, "--id=0", *self.QUERY], stdout=subprocess.PIPE, text=True) if smi else None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.readings: list[tuple[float, float]] = []
         if self.process is not None:
             self.process.terminate()
             output, _ = self.process.communicate()
@@ -80,7 +80,7 @@ def run_mode(size: str, args: argparse.Namespace, sweep_dir: Path) -> dict[str, 
     """One sweep of the study: its wall time, the GPU's readings, what the jobs recorded."""
     with GpuSampler() as sampler:
         wall = run_script(TRAIN, *study_arguments(args), f"pack.size={size}", f"hydra.sweep.dir={sweep_dir}")
-    records = [read_result(job_dir) for job_dir in find_job_dirs(sweep_dir)]
+    records = sweep_records(sweep_dir)
     accuracy: dict[str, list[float]] = defaultdict(list)
     for record in records:
         accuracy[record.params["regularizer.name"]].append(record.metrics["test"]["test/acc"])

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text, run_script, timed
+from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text,
+                    run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
 from regsweep.data.datamodule import EVAL_ROWS
-from regsweep.records import read_result
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
 PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")
@@ -39,10 +39,6 @@ PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s"
 # widths, 60,000 training images less the 5,000 validation ones, the evaluation passes (validation and the
 # eval-mode training subset of its size), the batch size
 WIDTHS, N_TRAIN, N_EVAL, BATCH = (784, 512, 256, 10), 55_000, 10_000, 128
-
-
-def sweep_records(sweep_dir: Path) -> list:
-    return [read_result(path.parent) for path in sorted(sweep_dir.glob("*/result.json"))]
 
 
 def in_process_seconds(code: str) -> float:

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from common import RESULTS, TRAIN, machine, run_script
+from common import RESULTS, TRAIN, machine, run_script, sweep_records
 
 from regsweep.atomic import atomic_write_text
-from regsweep.records import find_job_dirs, read_result
 from regsweep.search.study import JOURNAL_FILE, open_storage
 
 RESULT_FILE = RESULTS / "pruning.json"
@@ -36,7 +35,7 @@ def run_search(pruner: str, args: argparse.Namespace, work: Path) -> dict[str, A
                       f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
                       f"hydra.sweep.dir={sweep}", cwd=work)
     study = optuna.load_study(study_name="optuna-digits", storage=open_storage(str(sweep / JOURNAL_FILE)))
-    records = [read_result(job_dir) for job_dir in find_job_dirs(sweep)]
+    records = sweep_records(sweep)
     return {
         "wall_time_s": round(wall, 1),
         "job_time_s": round(sum(r.wall_time_s for r in records), 1),
