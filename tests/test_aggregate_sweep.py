@@ -72,6 +72,14 @@ def test_grouping_separates_every_override_but_the_seed(tmp_path: Path) -> None:
     }
 
 
+def test_a_search_trials_seeds_are_one_group_whichever_seed_reports_to_the_pruner(tmp_path: Path) -> None:
+    for num, (trial, seed) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        make_job(tmp_path, num, [f"optimizer.lr={0.1 ** (trial + 1)}", f"seed={seed}", f"++search.trial={trial}",
+                                 f"++search.report={seed == 0}"], 0.9)
+    groups = {g.label: len(g.jobs) for g in load_sweep(tmp_path).groups}
+    assert groups == {"optimizer.lr=0.1,search.trial=0": 2, "optimizer.lr=0.010000000000000002,search.trial=1": 2}
+
+
 def test_labels_leave_out_overrides_every_job_shares(tmp_path: Path) -> None:
     for num, regularizer in enumerate(["none", "l1", "none", "l1"]):
         make_job(tmp_path, num, [f"regularizer={regularizer}", "trainer.max_epochs=2", f"seed={num // 2}"], 0.9)
@@ -179,7 +187,7 @@ def test_console_summary_has_one_row_per_group(aggregated: SweepAggregate) -> No
 
 def test_an_interrupted_job_is_counted_and_named(tmp_path: Path) -> None:
     make_job(tmp_path, 0, ["seed=0"], 0.9)
-    why = "interrupted by SIGTERM during epoch 3; resuming continues after epoch 3"
+    why = "interrupted by SIGTERM during epoch 3; resuming continues from epoch 3"
     make_job(tmp_path, 1, ["seed=1"], 0.9, status="interrupted", error=why, epochs=3)
     write_hydra_overrides(tmp_path / "2_seed=2", ["seed=2"])  # planned, never started
     aggregated = aggregate_sweep(tmp_path, plots=False)

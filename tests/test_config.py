@@ -177,8 +177,8 @@ def test_cli_unknown_option_lists_the_available_ones(tmp_path: Path) -> None:
     result = run_train("regularizer=l3", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'regularizer/l3'" in result.stderr
-    for option in ("l1", "l1l2", "l2", "none"):
-        assert f"\t{option}" in result.stderr
+    listed = result.stderr.split("Available options in 'regularizer':")[1].split("Config search path")[0].split()
+    assert listed == options("regularizer")  # the user's options only, never the schema they start from
     assert not (tmp_path / "run" / RESULT_FILE).exists()
 
 

@@ -64,7 +64,7 @@ def test_a_signal_stops_the_job_at_a_safe_point_records_it_and_the_sweep_says_wh
     first, second, third, fourth = job_dirs(sweep)  # the plan: every job has its dir from the start
     assert read_result(first).status == "ok"
     record = read_result(second)
-    assert record.status == "interrupted" and name in record.error and "resuming continues after epoch" in record.error
+    assert record.status == "interrupted" and name in record.error and "resuming continues from epoch" in record.error
     assert (second / "checkpoints" / "last.ckpt").exists()
     assert len(read_epochs_csv(second / "metrics.csv")) == record.epochs  # the rows up to the checkpoint
     assert not (third / "result.json").exists() and not (fourth / "result.json").exists()

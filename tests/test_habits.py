@@ -155,7 +155,7 @@ def test_a_run_logs_to_train_log_prints_unwrapped_tables_and_says_what_next(tmp_
     result = run_train(*TINY, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "epoch 2/2" in log and "ok after 2 epochs" in log
+    assert "epoch 1 (2 of 2)" in log and "ok after 2 epochs" in log  # numbered from 0, as everywhere
     assert f"outputs: {tmp_path}/run" in result.stdout and f"tensorboard --logdir {tmp_path}/run" in result.stdout
     assert "Warning" not in result.stderr and "deprecated" not in result.stderr  # nothing printed on every run
 

@@ -1,7 +1,7 @@
 """The app config: every group's schema registered in Hydra's ConfigStore, and the check a job runs first.
 
 Types and unknown keys fail when Hydra composes the config (each ``conf/<group>/*.yaml`` starts
-from its ``schema_*`` entry); :func:`validate` then turns each group into its dataclass, whose
+from its ``schema/<group>/*`` entry); :func:`validate` then turns each group into its dataclass, whose
 field rules (:mod:`regsweep.schema`) refuse values out of range, and checks what involves several
 groups. Everything happens before data is loaded or a model is built, and every failure is one
 :class:`~regsweep.errors.ConfigError` line naming the key and what is allowed.
@@ -75,16 +75,20 @@ def register_resolvers() -> None:
 
 
 def register_configs() -> None:
-    """Store every schema in Hydra's ConfigStore (idempotent); the YAML options start from these."""
+    """Store every schema in Hydra's ConfigStore (idempotent); the YAML options start from these.
+
+    A group's schemas live under ``schema/<group>`` (``- /schema/model/mlp@_here_`` in an option's
+    defaults), outside the group itself, so they are never listed as options a user could choose.
+    """
     store = ConfigStore.instance()
     store.store(name="schema_train", node=RunConfig, provider="regsweep")
-    for name, source in DATASETS.items():
-        store.store(group="data", name=f"schema_{name}", node=source.schema, provider="regsweep")
-    for name, schema in MODELS.items():
-        store.store(group="model", name=f"schema_{name}", node=schema, provider="regsweep")
-    for group, schema in (("regularizer", RegularizerConfig), ("optimizer", OptimizerConfig),
-                          ("augment", AugmentSettings), ("trainer", trainer_schema())):
-        store.store(group=group, name="schema", node=schema, provider="regsweep")
+    schemas = [("data", name, source.schema) for name, source in DATASETS.items()]
+    schemas += [("model", name, schema) for name, schema in MODELS.items()]
+    schemas += [(group, "base", schema) for group, schema in (
+        ("regularizer", RegularizerConfig), ("optimizer", OptimizerConfig), ("augment", AugmentSettings),
+        ("trainer", trainer_schema()))]
+    for group, name, schema in schemas:
+        store.store(group=f"schema/{group}", name=name, node=schema, provider="regsweep")
 
 
 @dataclass(frozen=True)

@@ -376,7 +376,8 @@ class PackRun:
         epoch, objective = int(rows[0]["epoch"]), members[0].settings.objective
         values = [row[objective] for row in rows if objective in row]
         shown = f"{values[0]:.4g}" if len(values) == 1 else f"{min(values):.4g}..{max(values):.4g}"
-        log.info("epoch %d/%d: %s training, %s %s, train/loss %.4g", epoch + 1, members[0].settings.batches.max_epochs,
+        log.info("epoch %d (%d of %d): %s training, %s %s, train/loss %.4g", epoch, epoch + 1,
+                 members[0].settings.batches.max_epochs,
                  self._who(members) if len(members) > 1 else "1 job", objective, shown,
                  sum(row["train/loss"] for row in rows) / len(rows))
 
@@ -407,7 +408,7 @@ class PackRun:
         member.record.status = INTERRUPTED
         self._save_last(member)
         epochs = member.snapshot[0]["epochs"] if member.snapshot is not None else 0
-        where = f"continues after epoch {epochs}" if epochs else "restarts from the beginning (no epoch finished)"
+        where = f"continues from epoch {epochs}" if epochs else "restarts from the beginning (no epoch finished)"
         member.record.error = f"{stop} during epoch {self.module.epoch if self.module else 0}; resuming {where}"
         if member.snapshot is not None:
             member.record.epochs = epochs

@@ -34,6 +34,7 @@ from regsweep.errors import ConfigError, RegsweepError
 from regsweep.instantiate import instantiate_trusted
 from regsweep.packing import PACK_OFF
 from regsweep.records import OK, PRUNED
+from regsweep.search import REPORT_KEY
 from regsweep.search.heartbeat import heartbeat, reap_stale_trials
 from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
 from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
@@ -270,7 +271,7 @@ class SearchImpl(LaunchingSweeper):
         def job(i: int, seed: int) -> list[str]:
             seed_override = [f"seed={seed}"] if len(seeds) > 1 else []
             return [*configured[i], *seed_override, f"++search.trial={trials[i].number}",
-                    f"++search.report={report and seed == seeds[0]}", *shared]
+                    f"++{REPORT_KEY}={report and seed == seeds[0]}", *shared]
 
         if OmegaConf.select(self.config, "pack.size", default="auto") != PACK_OFF:
             outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds]))

@@ -36,6 +36,7 @@ from regsweep.records import (
     read_epochs_csv,
     read_result,
 )
+from regsweep.search import REPORT_KEY
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
@@ -147,9 +148,10 @@ def split_override(override: str) -> tuple[str, str]:
 
 
 def is_grouping_override(override: str) -> bool:
-    """Seeds are the repeats to pool over; ``hydra.*`` overrides only change how the job ran."""
+    """Seeds are the repeats to pool over; ``hydra.*`` overrides and which seed of a search trial
+    reports to its pruner only change how the job ran."""
     key, _ = split_override(override)
-    return key != SEED_KEY and not key.startswith("hydra.")
+    return key not in (SEED_KEY, REPORT_KEY) and not key.startswith("hydra.")
 
 
 def group_overrides(overrides: list[str]) -> dict[str, str]:

@@ -269,7 +269,7 @@ def problems_section(sweep: Sweep) -> list[str]:
         for job in group.with_status(FAILED):
             lines.append(f"- `{job.name}` ({group.label}): failed: {one_line(job.error or '')}")
         for job in group.with_status(INTERRUPTED):
-            why = job.record.error if job.record else None  # a signal, and the epoch resuming continues after
+            why = job.record.error if job.record else None  # a signal, and the epoch resuming continues from
             lines.append(f"- `{job.name}` ({group.label}): interrupted: {one_line(why or '')}")
         for job in group.with_status(MISSING):
             reason = f"no {RESULT_FILE} (killed, crashed or still running)"

@@ -9,3 +9,5 @@
 The search loop is the ``regsweep_optuna`` Hydra plugin (``hydra_plugins.regsweep_optuna``);
 configs in ``conf/hparams_search/``. A plain training job imports none of this.
 """
+
+REPORT_KEY = "search.report"  # a job's role in its trial (the seed the pruner watches), not its configuration
