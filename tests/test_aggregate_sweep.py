@@ -191,11 +191,15 @@ def test_an_interrupted_job_is_counted_and_named(tmp_path: Path) -> None:
     make_job(tmp_path, 1, ["seed=1"], 0.9, status="interrupted", error=why, epochs=3)
     write_hydra_overrides(tmp_path / "2_seed=2", ["seed=2"])  # planned, never started
     aggregated = aggregate_sweep(tmp_path, plots=False)
-    assert "3 jobs in 1 group: 1 ok, 0 failed, 1 interrupted, 1 missing" in aggregated.console_summary()
+    console = aggregated.console_summary()
+    assert "3 jobs in 1 group: 1 ok, 0 failed, 1 interrupted, 1 missing" in console
+    assert console.splitlines()[1].endswith("| ok/failed/interrupted/missing |")  # every job counted in the table
+    assert console.splitlines()[3].endswith("| 1/0/1/1 |")
     summary = (tmp_path / "summary.md").read_text()
     assert f"`1_seed=1` ((all)): interrupted: {why}" in summary and "`2_seed=2` ((all)): missing" in summary
     row = summary_row(tmp_path, "(all)", "test/acc")
     assert (row["n_ok"], row["n_interrupted"], row["n_pruned"], row["n_missing"]) == ("1", "1", "0", "1")
+
 
 def test_plots_are_png_files(aggregated: SweepAggregate) -> None:
     plots = sorted(p.name for p in (aggregated.sweep.sweep_dir / "plots").iterdir())

@@ -95,7 +95,7 @@ def csv_text(header: list[str], rows: list[list[object]]) -> str:
 
 
 JOB_STATUSES = (OK, FAILED, INTERRUPTED, PRUNED, MISSING)  # every status a job can have, in report order
-TABLE_STATUSES = (OK, FAILED, MISSING)  # the results tables' ok/failed/missing column; the others when present
+TABLE_STATUSES = (OK, FAILED, MISSING)  # always counted in the results tables; the others when some job has them
 
 
 def job_counts(group: Group, statuses: tuple[str, ...] = JOB_STATUSES) -> list[int]:
@@ -174,21 +174,28 @@ def present_columns(sweep: Sweep, descriptions: Descriptions, columns: tuple[Col
 def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...], counts: bool = True) -> str:
     """Mean ± SE per group for the columns the sweep has data for, then (with ``counts``) the job counts."""
     present = present_columns(sweep, descriptions, columns)
+    statuses = counted_statuses(sweep) if counts else ()
     rows = [
         [
             group.label,
             *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present),
-            *(["/".join(map(str, job_counts(group, TABLE_STATUSES)))] if counts else []),
+            *(["/".join(map(str, job_counts(group, statuses)))] if counts else []),
         ]
         for group in sweep.groups
     ]
-    return markdown_table(["group", *(c.header for c in present), *(["ok/failed/missing"] if counts else [])], rows)
+    return markdown_table(["group", *(c.header for c in present), *(["/".join(statuses)] if counts else [])], rows)
+
+
+def counted_statuses(sweep: Sweep) -> tuple[str, ...]:
+    """TABLE_STATUSES, and any other status some job of the sweep has: every job counted somewhere."""
+    return tuple(s for s in JOB_STATUSES if s in TABLE_STATUSES or any(job_counts(g, (s,))[0] for g in sweep.groups))
 
 
 def job_totals_line(sweep: Sweep) -> str:
-    totals = dict(zip(JOB_STATUSES, (sum(column) for column in zip(*(job_counts(g) for g in sweep.groups)))))
+    statuses = counted_statuses(sweep)
+    totals = zip(statuses, (sum(column) for column in zip(*(job_counts(g, statuses) for g in sweep.groups))))
     groups = f"{len(sweep.groups)} group{'s' if len(sweep.groups) != 1 else ''}"
-    counts = ", ".join(f"{n} {status}" for status, n in totals.items() if n or status in TABLE_STATUSES)
+    counts = ", ".join(f"{n} {status}" for status, n in totals)
     return f"{len(sweep.jobs)} jobs in {groups}: {counts}"
 
 
