@@ -80,11 +80,12 @@ def _overview(study: optuna.Study, storage: str, objectives: list[str]) -> list[
     counts = {state: len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
     states = ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items() if n)
     directions = ", ".join(f"{name} ({d.name.lower()})" for name, d in zip(objectives, study.directions))
+    seeds = search_settings(study)["seeds_per_trial"]
     return [
         f"# Optuna study `{study.study_name}`", "",
         f"- objectives: {directions}",
         f"- trials: {sum(counts.values())} ({states or 'none yet'})",
-        f"- seeds per trial: {search_settings(study)['seeds_per_trial']} (the value of a trial is their mean)",
+        f"- seeds per trial: {seeds}" + (" (the value of a trial is their mean)" if seeds > 1 else ""),
         f"- storage: `{storage}`; browse it live with `optuna-dashboard {shlex.quote(storage)}`",
         "",
     ]
