@@ -188,7 +188,7 @@ def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Colum
 
 def counted_statuses(sweep: Sweep) -> tuple[str, ...]:
     """TABLE_STATUSES, and any other status some job of the sweep has: every job counted somewhere."""
-    return tuple(s for s in JOB_STATUSES if s in TABLE_STATUSES or any(job_counts(g, (s,))[0] for g in sweep.groups))
+    return tuple(s for s in JOB_STATUSES if s in TABLE_STATUSES or any(g.with_status(s) for g in sweep.groups))
 
 
 def job_totals_line(sweep: Sweep) -> str:
