@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT, TINY, run_train
 from hydra_plugins.regsweep_optuna._impl import SearchError, check_resumable, objectives_of, search_space, trial_result
+from regsweep.aggregate.load import load_sweep
 from regsweep.errors import ConfigError
 from regsweep.records import JobInfo, ResultRecord, read_result
 from regsweep.search.pruning import OptunaPruning
@@ -239,6 +240,7 @@ def test_a_tpe_search_writes_its_report_and_running_it_again_resumes_the_study(t
     report = (sweep / "report.md").read_text()
     assert f"## Best trial: {study.best_trial.number}" in report and "## Top 5 trials by val/acc" in report
     assert "| parameter | importance |" in report and f"optuna-dashboard {sweep / JOURNAL_FILE}" in report
+    assert "- seeds per trial: 1\n" in report  # one seed: no mean to speak of
     assert rerun_command(study, study.best_trial) in report
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == study.best_value
     assert all((sweep / "plots" / f"{name}.png").stat().st_size > 1000 for name in PLOTS)
@@ -318,3 +320,6 @@ def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path:
         assert bad.user_attrs["job_dirs"] == [f"trial{bad.number}_seed0", f"trial{bad.number}_seed1"]
         follower = read_result(sweep / f"trial{bad.number}_seed1")
         assert follower.status == "pruned" and follower.epochs == record.epochs == 1
+    assert "- seeds per trial: 2 (the value of a trial is their mean)" in (sweep / "report.md").read_text()
+    groups = load_sweep(sweep).groups  # aggregated: one group per trial, whichever seed reported to the pruner
+    assert len(groups) == 3 and all(len({job.name.split("_")[0] for job in g.jobs}) == 1 for g in groups)
