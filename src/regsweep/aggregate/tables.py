@@ -250,8 +250,8 @@ def comparisons_section(comparisons: list[Comparison]) -> list[str]:
     lines = [
         "## Comparisons",
         "",
-        "Differences are group minus reference; 95% CI of the difference of means and p from Welch's t-test, "
-        "Holm-corrected over the comparisons of each metric. P(improvement) is the chance that a run of the "
+        "Differences are group minus reference; 95% CI of the difference of means (per comparison, not "
+        "corrected) and p from Welch's t-test, Holm-corrected over the comparisons of each metric. P(improvement) is the chance that a run of the "
         "group beats a run of the reference (lower is better for losses and gaps). All metrics: comparisons.csv.",
         "",
         *(f"- {comparison_sentence(c)}" for c in testable),
@@ -299,7 +299,8 @@ def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[
     groups = {g.label: g for g in sweep.groups}
     all_pairs = len(pairs) == len(labels) * (len(labels) - 1) // 2
     scope = "every pair of groups" if all_pairs else "each group with the baseline"
-    correction = f"p Holm-corrected over the {len(pairs)} comparisons" if len(pairs) > 1 else "one comparison"
+    correction = (f"p Holm-corrected over the {len(pairs)} comparisons, the 95% CI per comparison (not corrected: "
+                  "it can exclude 0 while p is above the threshold)") if len(pairs) > 1 else "one comparison"
     return [
         f"## Answers: {SENTENCE_METRICS.get(metric, metric)}",
         "",
