@@ -54,8 +54,8 @@ def test_grid_sweep_compares_with_the_all_zero_group_and_all_pairs(tmp_path: Pat
     text = (tmp_path / "summary.md").read_text()
     answers = section(text, "Answers: test accuracy")
     assert "Baseline: regularizer.l1=0,regularizer.l2=0 (the group with every swept strength" in answers
-    assert "Compared: every pair of groups (p Holm-corrected over the 6 comparisons, the 95% CI per comparison (not " \
-        "corrected: it can exclude 0 while p is above the threshold))" in answers
+    assert "Compared: every pair of groups; p Holm-corrected over the 6 comparisons, each 95% CI uncorrected, so a " \
+        "CI can exclude 0 while p > 0.05; a group is called better when p < 0.05." in answers
     # a pair is named by the override that differs, what the two share said once
     line = next(line for line in answers.splitlines() if line.startswith("- regularizer.l1=1e-05 vs regularizer.l1=0"))
     assert line.startswith("- regularizer.l1=1e-05 vs regularizer.l1=0 (both regularizer.l2=0): test accuracy ")
@@ -90,7 +90,7 @@ def test_more_groups_than_the_all_pairs_limit_are_compared_with_the_baseline_onl
     result = aggregate_sweep(tmp_path, plots=False)
     assert result.baseline == "regularizer.l1=0"
     assert pair_set(result) == {(f"regularizer.l1={l1:g}", "regularizer.l1=0") for l1 in strengths[1:]}
-    assert "Compared: each group with the baseline (p Holm-corrected over the 6 comparisons, the 95% CI" in (
+    assert "Compared: each group with the baseline; p Holm-corrected over the 6 comparisons" in (
         tmp_path / "summary.md").read_text()
     assert len(pair_set(aggregate_sweep(tmp_path, all_pairs=True, plots=False))) == 21
 

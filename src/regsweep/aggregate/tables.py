@@ -299,13 +299,13 @@ def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[
     groups = {g.label: g for g in sweep.groups}
     all_pairs = len(pairs) == len(labels) * (len(labels) - 1) // 2
     scope = "every pair of groups" if all_pairs else "each group with the baseline"
-    correction = (f"p Holm-corrected over the {len(pairs)} comparisons, the 95% CI per comparison (not corrected: "
-                  "it can exclude 0 while p is above the threshold)") if len(pairs) > 1 else "one comparison"
+    correction = (f"p Holm-corrected over the {len(pairs)} comparisons, each 95% CI uncorrected, so a CI can "
+                  f"exclude 0 while p > {SIGNIFICANCE:g}") if len(pairs) > 1 else "one comparison, nothing to correct"
     return [
         f"## Answers: {SENTENCE_METRICS.get(metric, metric)}",
         "",
         f"Groups differ in {', '.join(sweep.varying_keys)}. Baseline: {baseline.label} ({baseline.reason}). "
-        f"Compared: {scope} ({correction}); a group is called better when p < {SIGNIFICANCE:g}.",
+        f"Compared: {scope}; {correction}; a group is called better when p < {SIGNIFICANCE:g}.",
         "",
         *(f"- {answer_sentence(c, pair_names(groups[c.group], groups[c.reference]))}" for c in pairs),
         "",
