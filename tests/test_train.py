@@ -40,6 +40,7 @@ def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tm
     assert 0.2 < test["test/acc"] <= 1.0  # tiny settings, but well above chance (0.1)
     rows = read_epochs_csv(tmp_path / EPOCHS_FILE)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [line.split(",")[0] for line in (tmp_path / EPOCHS_FILE).read_text().splitlines()] == ["epoch", "0", "1", "2"]
     assert best["val/loss"] == min(r["val/loss"] for r in rows)
     weights = np.load(tmp_path / WEIGHTS_FILE)
     assert sorted(weights.files) == ["1.weight", "3.weight"] and weights["1.weight"].shape == (32, 64)

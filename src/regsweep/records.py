@@ -125,12 +125,12 @@ def read_result(job_dir: Path) -> ResultRecord:
 
 
 def write_epochs_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    """Write per-epoch rows; columns are ``epoch`` then every metric name seen, sorted."""
+    """Write per-epoch rows; columns are ``epoch`` (an integer, from 0) then every metric name seen, sorted."""
     names = sorted({key for row in rows for key in row} - {"epoch"})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["epoch", *names], restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**row, "epoch": int(row["epoch"])} for row in rows)
     atomic_write_text(Path(path), buffer.getvalue())
 
 
