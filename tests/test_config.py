@@ -182,6 +182,17 @@ def test_cli_unknown_option_lists_the_available_ones(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / RESULT_FILE).exists()
 
 
+@pytest.mark.slow
+def test_cli_help_shows_examples_and_every_group_with_its_options(tmp_path: Path) -> None:
+    result = run_train("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("regsweep: ") and "python train.py regularizer=l1l2 -m seed=0-9" in result.stdout
+    for group in ("data", "model", "regularizer", "experiment", "hparams_search"):
+        assert f"\n{group}: {', '.join(options(group))}\n" in result.stdout
+    assert "schema/* groups are the typed schemas" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # help runs nothing
+
+
 @pytest.mark.parametrize("name", options("experiment"))
 def test_every_experiment_composes_validates_and_sweeps_seeds(name: str, tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR)):
