@@ -80,6 +80,26 @@ def test_a_search_trials_seeds_are_one_group_whichever_seed_reports_to_the_prune
     assert groups == {"optimizer.lr=0.1,search.trial=0": 2, "optimizer.lr=0.010000000000000002,search.trial=1": 2}
 
 
+def test_a_seed_run_in_two_sweeps_counts_once_the_ok_run_kept(tmp_path: Path) -> None:
+    first, rerun = tmp_path / "first", tmp_path / "rerun"
+    for seed, status in enumerate(["ok", "ok", "failed"]):
+        make_job(first, seed, ["regularizer=l1", f"seed={seed}"], 0.90 + seed / 100, status=status, error="boom")
+    make_job(rerun, 0, ["regularizer=l1", "seed=1"], 0.5, status="failed", error="boom")  # the first run was ok
+    make_job(rerun, 1, ["regularizer=l1", "seed=2"], 0.95)  # the first run failed
+    make_job(rerun, 2, ["regularizer=l1", "seed=3"], 0.96)  # a new seed
+    result = aggregate_sweep(tmp_path, plots=False)
+    (group,) = result.sweep.groups
+    assert sorted((job.record.seed, job.dir.parent.name, job.status) for job in group.jobs) == [
+        (0, "first", "ok"), (1, "first", "ok"), (2, "rerun", "ok"), (3, "rerun", "ok")]
+    assert [(job.dir.parent.name, kept.dir.parent.name) for job, kept in group.repeats] == [
+        ("rerun", "first"), ("first", "rerun")]
+    assert float(summary_row(tmp_path, "(all)", "test/acc")["n"]) == 4
+    text = (tmp_path / "summary.md").read_text()
+    assert "4 jobs in 1 group: 4 ok, 0 failed, 0 missing; 2 more left out (their seed ran twice)" in text
+    assert "- `rerun/0_regularizer=l1,seed=1` ((all)): left out: seed 1 again, counted once, from " \
+        "`first/1_regularizer=l1,seed=1`" in text
+
+
 def test_labels_leave_out_overrides_every_job_shares(tmp_path: Path) -> None:
     for num, regularizer in enumerate(["none", "l1", "none", "l1"]):
         make_job(tmp_path, num, [f"regularizer={regularizer}", "trainer.max_epochs=2", f"seed={num // 2}"], 0.9)

@@ -87,6 +87,8 @@ class Group:
     overrides: dict[str, str]
     jobs: list[Job] = field(default_factory=list)
     varying: dict[str, str] = field(default_factory=dict)  # the overrides the label is made of
+    # (job left out, the job kept): a seed run twice (two sweeps aggregated together) counts once
+    repeats: list[tuple[Job, Job]] = field(default_factory=list)
 
     @property
     def record(self) -> ResultRecord | None:
@@ -126,6 +128,10 @@ class Sweep:
     def varying_keys(self) -> list[str]:
         """The override keys that tell groups apart, in label order."""
         return list(dict.fromkeys(key for group in self.groups for key in group.varying))
+
+    @property
+    def repeats(self) -> list[tuple[Job, Job]]:
+        return [pair for group in self.groups for pair in group.repeats]
 
     @property
     def task(self) -> str | None:
@@ -208,6 +214,28 @@ def job_order(job: Job) -> tuple[float, str]:
     return (int(prefix.group()) if prefix else math.inf, job.name)
 
 
+def job_seed(job: Job) -> int | None:
+    """The job's seed: from its record, else from its ``seed=`` override; None when neither says."""
+    if job.record is not None and job.record.seed is not None:
+        return job.record.seed
+    seeds = [value for key, value in map(split_override, job.overrides) if key == SEED_KEY]
+    return int(seeds[-1]) if seeds and seeds[-1].lstrip("-").isdigit() else None
+
+
+def set_aside_repeated_seeds(group: Group) -> None:
+    """Keep one job per seed, the first ok one (else the first): a rerun of a seed is the same
+    sample again, not a new one, and would shrink the standard error it does not earn."""
+    kept: dict[int, Job] = {}
+    for job in sorted(group.jobs, key=lambda j: not j.ok):  # stable: ok jobs first, each in sweep order
+        seed = job_seed(job)
+        if seed in kept:
+            group.repeats.append((job, kept[seed]))
+        elif seed is not None:
+            kept[seed] = job
+    left_out = {id(job) for job, _ in group.repeats}
+    group.jobs = [job for job in group.jobs if id(job) not in left_out]
+
+
 def load_sweep(sweep_dir: Path) -> Sweep:
     """Every job under ``sweep_dir``, grouped by configuration."""
     sweep_dir = Path(sweep_dir)
@@ -223,6 +251,8 @@ def load_sweep(sweep_dir: Path) -> Sweep:
         varying = {k: v for k, v in overrides.items() if k not in shared}
         label = group_label(varying)
         groups.setdefault(label, Group(label, overrides, varying=varying)).jobs.append(job)
+    for group in groups.values():
+        set_aside_repeated_seeds(group)
     return Sweep(sweep_dir, list(groups.values()))
 
 

@@ -24,7 +24,7 @@ from regsweep.aggregate.compare import (
     headline_metric,
     pair_names,
 )
-from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order
+from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order, job_seed
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
@@ -196,7 +196,8 @@ def job_totals_line(sweep: Sweep) -> str:
     totals = zip(statuses, (sum(column) for column in zip(*(job_counts(g, statuses) for g in sweep.groups))))
     groups = f"{len(sweep.groups)} group{'s' if len(sweep.groups) != 1 else ''}"
     counts = ", ".join(f"{n} {status}" for status, n in totals)
-    return f"{len(sweep.jobs)} jobs in {groups}: {counts}"
+    repeats = f"; {len(sweep.repeats)} more left out (their seed ran twice)" if sweep.repeats else ""
+    return f"{len(sweep.jobs)} jobs in {groups}: {counts}{repeats}"
 
 
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:
@@ -270,7 +271,8 @@ def one_line(text: str) -> str:
 
 
 def problems_section(sweep: Sweep) -> list[str]:
-    """Failed, interrupted and missing jobs, unreadable files of ok jobs: a partial sweep must say what it lacks."""
+    """Failed, interrupted and missing jobs, seeds run twice, unreadable files of ok jobs: a partial sweep
+    must say what it lacks, a merged one what it counted once."""
     lines = []
     for group in sweep.groups:
         for job in group.with_status(FAILED):
@@ -281,11 +283,16 @@ def problems_section(sweep: Sweep) -> list[str]:
         for job in group.with_status(MISSING):
             reason = f"no {RESULT_FILE} (killed, crashed or still running)"
             lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
+        for job, kept in group.repeats:  # paths, not names: a rerun of a sweep repeats the names too
+            left_out, counted = (j.dir.relative_to(sweep.sweep_dir) for j in (job, kept))
+            lines.append(f"- `{left_out}` ({group.label}): left out: seed {job_seed(job)} again, "
+                         f"counted once, from `{counted}`")
         for job in group.jobs:
             for name, reason in job.file_problems.items():
                 consequence = LEFT_OUT.get(name, "left out")
                 lines.append(f"- `{job.name}` ({group.label}): unreadable {name}: {one_line(reason)} ({consequence})")
-    return ["## Problems: failed, interrupted and missing jobs, unreadable files", "", *lines, ""] if lines else []
+    title = "## Problems: failed, interrupted and missing jobs, repeated seeds, unreadable files"
+    return [title, "", *lines, ""] if lines else []
 
 
 def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
