@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -97,12 +98,15 @@ def test_test_false_skips_the_test_set_and_train_false_needs_a_checkpoint(make_c
         validate(make_cfg(*PLAIN, "train=false"))
 
 
-def test_ckpt_path_continues_training_to_the_numbers_of_an_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
+def test_ckpt_path_continues_training_to_the_numbers_of_an_uninterrupted_run(
+        make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     straight, first, continued = (tmp_path / name for name in ("straight", "first", "continued"))
     run(make_cfg(*PLAIN, "trainer.max_epochs=5", f"paths.output_dir={straight}"))
     run(make_cfg(*PLAIN, "trainer.max_epochs=3", f"paths.output_dir={first}"))
-    run(make_cfg(*PLAIN, "trainer.max_epochs=5", f"ckpt_path={first}/checkpoints/last.ckpt",
-                 f"paths.output_dir={continued}"))
+    with caplog.at_level(logging.INFO, logger="regsweep.job"):
+        run(make_cfg(*PLAIN, "trainer.max_epochs=5", f"ckpt_path={first}/checkpoints/last.ckpt",
+                     f"paths.output_dir={continued}"))
+    assert "last.ckpt at epoch 3 (3 epochs done)" in caplog.text  # epochs 0-2 done, numbered from 0
     assert read_result(continued).epochs == 5
     assert read_epochs_csv(continued / EPOCHS_FILE) == read_epochs_csv(straight / EPOCHS_FILE)
     assert read_result(continued).metrics == read_result(straight).metrics

@@ -18,6 +18,11 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else WIDE)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``: what every message says of a number of things."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt(value: float | None) -> str:
     """Four significant digits, so a loss of 1.2e-5 does not print as 0.0000."""
     return "-" if value is None else f"{value:.4g}"
@@ -26,7 +31,7 @@ def fmt(value: float | None) -> str:
 def run_table(record: ResultRecord) -> Table:
     """Final train/val, kept-epoch val and test metrics of one job."""
     final, best, test = (record.metrics.get(k, {}) for k in ("final", "best", "test"))
-    table = Table(title=f"{record.job.name}: {record.epochs} epochs, {record.wall_time_s:.1f} s")
+    table = Table(title=f"{record.job.name}: {count(record.epochs, 'epoch')}, {record.wall_time_s:.1f} s")
     table.add_column("split")
     for name in METRIC_COLUMNS:
         table.add_column(name, justify="right")

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from regsweep import checkpoints, packing
 from regsweep.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
-from regsweep.console import print_run_summary
+from regsweep.console import count, print_run_summary
 from regsweep.data.datamodule import MemberData, PackDataModule
 from regsweep.data.sources import load_splits
 from regsweep.data.splits import Splits
@@ -219,7 +219,9 @@ class PackRun:
         payload = checkpoints.read_checkpoint(Path(given), kinds)
         if member.settings.train:
             checkpoints.check_same_training(payload, member.cfg, Path(given))
-            log.info("job %s continues from %s (after epoch %d)", member.job.name, given, payload["epochs"])
+            done = payload["epochs"]  # epochs are numbered from 0: the next one is number `done`
+            log.info("job %s continues from %s at epoch %d (%s done)", member.job.name, given, done,
+                     count(done, "epoch"))
         return payload
 
     def _timed(self, name: str, work: Any) -> Any:
@@ -453,7 +455,7 @@ class PackRun:
         member.record.status = stop.status
         if stop.status != OK:  # pruned: the reason is why the job has no result
             member.record.error = stop.reason
-        log.info("job %s: %s (stopped after %d epochs)", member.job.name, stop.reason, stop.epoch + 1)
+        log.info("job %s: %s (stopped after %s)", member.job.name, stop.reason, count(stop.epoch + 1, "epoch"))
 
     @staticmethod
     def _kept_state(member: Member) -> dict[str, torch.Tensor]:
@@ -486,7 +488,7 @@ class PackRun:
         member.outputs.log_hparams(record, member.settings.objective)
         member.outputs.close()
         test = ", ".join(f"{k}={v:.4g}" for k, v in record.metrics["test"].items())
-        log.info("job %s: ok after %d epochs (%s); kept epoch %s; %s", member.job.name, record.epochs,
+        log.info("job %s: ok after %s (%s); kept epoch %s; %s", member.job.name, count(record.epochs, "epoch"),
                  record.stop_reason or "all epochs", kept_epoch, test or "not tested")
 
     def objectives(self, member: Member) -> float | tuple[float, ...] | None:

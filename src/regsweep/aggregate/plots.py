@@ -34,6 +34,7 @@ from regsweep.aggregate.load import (
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_bytes
+from regsweep.console import count
 from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, base_name, is_percent
 from regsweep.metrics import metric as declared_metric  # `metric` names a loop variable here
 from regsweep.records import OK, PREDICTIONS_FILE
@@ -491,7 +492,7 @@ def plot_group_predictions(predictions: dict[str, list[tuple[Job, Predictions]]]
     for ax, (label, (first, errors, mses)) in zip(axes, summaries.items()):
         surface = draw_surface(ax, first.x, np.clip(errors, low, high), levels, "magma", norm=LogNorm(low, high))
         ax.tricontour(first.x[:, 0], first.x[:, 1], first.y_true, levels=9, colors="white", linewidths=0.6, alpha=0.7)
-        seeds = f"n = {len(mses)} seed{'s' if len(mses) > 1 else ''}"
+        seeds = f"n = {count(len(mses), 'seed')}"
         ax.set_title(f"{wrap(label, 40)}\n{seeds}, test MSE {np.mean(mses):.2g}", fontsize="medium")
     add_colorbar(figure, surface, axes, "mean |prediction - truth| over seeds (log scale)", log=True)
     figure.suptitle("test-grid error per group (white: contours of the truth, dashed < 0)", fontsize="medium")

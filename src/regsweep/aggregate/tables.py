@@ -28,7 +28,7 @@ from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order,
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
-from regsweep.console import fmt
+from regsweep.console import count, fmt
 from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY, metric
 from regsweep.records import EPOCHS_FILE, FAILED, INTERRUPTED, OK, PREDICTIONS_FILE, PRUNED, RESULT_FILE, WEIGHTS_FILE
 
@@ -194,10 +194,10 @@ def counted_statuses(sweep: Sweep) -> tuple[str, ...]:
 def job_totals_line(sweep: Sweep) -> str:
     statuses = counted_statuses(sweep)
     totals = zip(statuses, (sum(column) for column in zip(*(job_counts(g, statuses) for g in sweep.groups))))
-    groups = f"{len(sweep.groups)} group{'s' if len(sweep.groups) != 1 else ''}"
+    groups = count(len(sweep.groups), "group")
     counts = ", ".join(f"{n} {status}" for status, n in totals)
     repeats = f"; {len(sweep.repeats)} more left out (their seed ran twice)" if sweep.repeats else ""
-    return f"{len(sweep.jobs)} jobs in {groups}: {counts}{repeats}"
+    return f"{count(len(sweep.jobs), 'job')} in {groups}: {counts}{repeats}"
 
 
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:

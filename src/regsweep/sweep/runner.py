@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regsweep.atomic import atomic_write_text
 from regsweep.config import validate
+from regsweep.console import count
 from regsweep.interrupts import raise_on_signals
 from regsweep.errors import ConfigError, RegsweepError, describe
 from regsweep.packing import group_into_packs, pack_key
@@ -184,7 +185,7 @@ class JobRunner:
             (Path(job.dir) / RESULT_FILE).unlink(missing_ok=True)  # a re-run job writes a new one
             packs.setdefault(job.pack, []).append(job)
         units = [self._manifest(name, members) for name, members in packs.items()]
-        log.info("Launching %d jobs as %d packs (pack.size=%s)", len(jobs), len(units),
+        log.info("Launching %s as %s (pack.size=%s)", count(len(jobs), "job"), count(len(units), "pack"),
                  OmegaConf.select(self.config, "pack.size", default="auto"))
         with raise_on_signals():
             try:
