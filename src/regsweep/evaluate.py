@@ -29,7 +29,7 @@ def checkpoint_path(given: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regsweep-eval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="regsweep-eval", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("checkpoint", type=Path, help="a best.ckpt / last.ckpt, or a job dir")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the job's config")
     parser.add_argument("--out", type=Path, help="where the evaluation writes (default: <job dir>/eval)")

@@ -26,8 +26,8 @@ def resume_command(sweep_dir: Path, extra: Sequence[str]) -> tuple[list[str], st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regsweep-resume", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path)
+    parser = argparse.ArgumentParser(prog="regsweep-resume", description=__doc__.splitlines()[0].replace("``", ""))
+    parser.add_argument("sweep_dir", type=Path, help="the multirun dir to resume (it holds sweep_plan.json)")
     parser.add_argument("extra", nargs="*", help="arguments added to the sweep's command, e.g. hydra/launcher=joblib")
     args = parser.parse_args(argv)
     command, cwd = resume_command(args.sweep_dir, args.extra)

@@ -18,7 +18,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="regsweep-aggregate",
         description="Summarize a sweep dir over seeds: summary.csv/.md, comparisons, plots, TensorBoard runs.",
     )
-    parser.add_argument("sweep_dir", type=Path, help="the multirun dir (holding one sub-dir per job)")
+    parser.add_argument("sweep_dir", type=Path, help="a multirun dir, or a dir above several: every job under it")
     parser.add_argument(
         "--baseline",
         help="group label to compare every group with (default: the group with every swept regularization "
