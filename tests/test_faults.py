@@ -125,9 +125,11 @@ def test_another_command_on_a_sweep_dir_is_refused_and_so_is_a_second_process(tm
     sweep = tmp_path / "sweep"
     done = run_train("-m", "seed=0,1", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    summary = (sweep / "summary.md").stat().st_mtime_ns
     other = run_train("-m", "seed=0,1,2", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert other.returncode != 0 and "holds another sweep" in other.stderr
     assert len(SweepPlan.load(sweep).jobs) == 2
+    assert "summary" not in other.stdout and (sweep / "summary.md").stat().st_mtime_ns == summary  # not this sweep's
 
     busy = tmp_path / "busy"
     minutes = [*LONG, "trainer.max_epochs=2000"]  # the first is still training however loaded the machine is
@@ -137,6 +139,7 @@ def test_another_command_on_a_sweep_dir_is_refused_and_so_is_a_second_process(tm
     first.kill()
     first.communicate(timeout=60)
     assert second.returncode != 0 and "is in use by pid" in second.stderr
+    assert "summary" not in second.stdout + second.stderr  # the other process's jobs, still training
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

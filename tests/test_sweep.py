@@ -92,7 +92,8 @@ def test_an_invalid_job_config_stops_the_multirun_before_any_job(tmp_path: Path)
     assert result.returncode != 0
     assert "jobs have an invalid config; none was started" in result.stderr
     assert "model.dropout=1.5" in result.stderr and "seed='abc'" in result.stderr
-    assert not list(sweep.glob("*/result.json"))
+    assert not sweep.exists()  # nothing left behind, not even an empty dir
+    assert "summary" not in result.stderr + result.stdout  # nothing ran: nothing to summarize
 
 
 def test_sweep_params_from_the_config_expand_ranges_too() -> None:

@@ -26,6 +26,13 @@ class ConfigError(RegsweepError):
         super().__init__(f"Invalid config: {key}={shown}: {allowed}")
 
 
+class SweepRefused(RegsweepError):
+    """A multirun refused before its jobs started (invalid configs, another sweep or process in its dir).
+
+    Nothing new to summarize: the sweep summary stays silent rather than show what the dir held before.
+    """
+
+
 class DataError(RegsweepError):
     """A data file is missing, corrupt or malformed, or could not be downloaded."""
 

@@ -14,35 +14,52 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 from regsweep.atomic import require_writable_dir
-from regsweep.errors import RegsweepError
+from regsweep.errors import SweepRefused
 
 LOCK_FILE = ".sweep.lock"
 
 
-class SweepDirBusyError(RegsweepError):
+class SweepDirBusyError(SweepRefused):
     """Another process is writing into this sweep dir."""
 
 
 @contextlib.contextmanager
 def sweep_dir_lock(sweep_dir: Path, shared: bool = False) -> Iterator[None]:
+    """Held while a sweep writes into ``sweep_dir``; a dir it made and left holding only the lock is removed."""
+    made = not Path(sweep_dir).exists()
     sweep_dir = require_writable_dir("hydra.sweep.dir", sweep_dir)  # before any job: it would lose every result
     with open(sweep_dir / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        take_lock(handle, sweep_dir, shared)
         try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SweepDirBusyError(f"{sweep_dir} is in use by {holder}: wait for it to finish, or choose another "
-                                    "hydra.sweep.dir") from None
-        if not shared:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-            handle.flush()
-        yield
+            yield
+        finally:
+            if made and not shared:  # held exclusively: no other sweep can be starting in it
+                remove_if_only_the_lock(sweep_dir)
+
+
+def take_lock(handle: IO[str], sweep_dir: Path, shared: bool) -> None:
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        raise SweepDirBusyError(f"{sweep_dir} is in use by {holder}: wait for it to finish, or choose another "
+                                "hydra.sweep.dir") from None
+    if not shared:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+
+
+def remove_if_only_the_lock(sweep_dir: Path) -> None:
+    """A sweep refused before planning leaves no empty dir behind (a planned sweep has its plan there)."""
+    if [entry.name for entry in sweep_dir.iterdir()] == [LOCK_FILE]:
+        (sweep_dir / LOCK_FILE).unlink()
+        sweep_dir.rmdir()
 
 
 ABANDONED_SUFFIX = ".abandoned"

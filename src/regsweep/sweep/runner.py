@@ -29,7 +29,7 @@ from regsweep.atomic import atomic_write_text
 from regsweep.config import validate
 from regsweep.console import count
 from regsweep.interrupts import raise_on_signals
-from regsweep.errors import ConfigError, RegsweepError, describe
+from regsweep.errors import ConfigError, SweepRefused, describe
 from regsweep.packing import group_into_packs, pack_key
 from regsweep.records import (FAILED, MISSING, OK, PRUNED, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result,
                               write_result)
@@ -41,7 +41,7 @@ from regsweep.threads import parallel_workers
 log = logging.getLogger(__name__)
 
 
-class InvalidJobsError(RegsweepError):
+class InvalidJobsError(SweepRefused):
     """Some jobs of a batch have an invalid config; none of the batch was started."""
 
 
@@ -111,7 +111,7 @@ class JobConfigs:
         return config
 
 
-class SweepPlanError(RegsweepError):
+class SweepPlanError(SweepRefused):
     """The sweep dir holds another sweep, or its plan no longer matches the configs."""
 
 

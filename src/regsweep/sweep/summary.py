@@ -7,14 +7,27 @@ sweep, so the summary appears with every sweeper and launcher and even when jobs
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regsweep.errors import ConfigError, SweepRefused
+
 
 log = logging.getLogger(__name__)
+
+
+def refused_before_any_job() -> bool:
+    """Whether the sweep stopped before starting its jobs: then its dir holds nothing of this command's.
+
+    Hydra calls ``on_multirun_end`` from a ``finally`` around the sweep, so the sweep's error, if
+    any, is the exception being handled. A config error that escapes a sweeper was found before its
+    jobs ran (a job's own errors go into its record).
+    """
+    return isinstance(sys.exc_info()[1], (SweepRefused, ConfigError))
 
 
 class SweepSummary(Callback):
@@ -28,7 +41,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not sweep_dir.is_dir():
+        if not sweep_dir.is_dir() or refused_before_any_job():
             return
         # matplotlib, scipy: imported only here
         from regsweep.aggregate import SUMMARY_FILE, AggregateError, aggregate_sweep, job_table
