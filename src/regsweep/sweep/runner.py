@@ -185,8 +185,8 @@ class JobRunner:
             (Path(job.dir) / RESULT_FILE).unlink(missing_ok=True)  # a re-run job writes a new one
             packs.setdefault(job.pack, []).append(job)
         units = [self._manifest(name, members) for name, members in packs.items()]
-        log.info("Launching %s as %s (pack.size=%s)", count(len(jobs), "job"), count(len(units), "pack"),
-                 OmegaConf.select(self.config, "pack.size", default="auto"))
+        log.info("Launching %s as %s (pack.size=%s), each pack one job of the launcher", count(len(jobs), "job"),
+                 count(len(units), "pack"), OmegaConf.select(self.config, "pack.size", default="auto"))
         with raise_on_signals():
             try:
                 returns = self.launcher.launch(units, initial_job_idx=jobs[0].num)
