@@ -252,8 +252,9 @@ def comparisons_section(comparisons: list[Comparison]) -> list[str]:
         "## Comparisons",
         "",
         "Differences are group minus reference; 95% CI of the difference of means (per comparison, not "
-        "corrected) and p from Welch's t-test, Holm-corrected over the comparisons of each metric. P(improvement) is the chance that a run of the "
-        "group beats a run of the reference (lower is better for losses and gaps). All metrics: comparisons.csv.",
+        "corrected) and p from Welch's t-test, Holm-corrected over the comparisons of each metric. "
+        "P(improvement) is the chance that a run of the group beats a run of the reference (lower is better "
+        "for losses and gaps). All metrics: comparisons.csv.",
         "",
         *(f"- {comparison_sentence(c)}" for c in testable),
         "",
