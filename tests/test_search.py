@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from conftest import ROOT, TINY, run_train
 from hydra_plugins.regsweep_optuna._impl import SearchError, check_resumable, objectives_of, search_space, trial_result
 from regsweep.aggregate.load import load_sweep
-from regsweep.errors import ConfigError
+from regsweep.errors import ConfigError, SweepRefused
 from regsweep.records import JobInfo, ResultRecord, read_result
 from regsweep.search.pruning import OptunaPruning
 from regsweep.search.space import penalty_strengths
@@ -187,8 +187,9 @@ def test_a_resumed_study_must_keep_the_settings_that_make_trials_comparable() ->
     check_resumable(study, ["maximize"], dict(first))  # the same command resumes
     with pytest.raises(SearchError, match=r"fixed_overrides: study \['trainer.max_epochs=1'\], this run \[\]"):
         check_resumable(study, ["maximize"], {**first, "fixed_overrides": []})
-    with pytest.raises(SearchError, match="optimizes"):
+    with pytest.raises(SearchError, match="optimizes") as refused:
         check_resumable(study, ["minimize"], first)
+    assert isinstance(refused.value, SweepRefused)  # before any trial: the sweep summary stays silent
 
 
 @pytest.mark.parametrize("regularizer,strengths", [

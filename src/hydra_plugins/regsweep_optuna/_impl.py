@@ -30,7 +30,7 @@ from optuna.trial import Trial, TrialState
 
 from regsweep import metrics
 from regsweep.data.sources import DATASETS
-from regsweep.errors import ConfigError, RegsweepError
+from regsweep.errors import ConfigError, RegsweepError, SweepRefused
 from regsweep.instantiate import instantiate_trusted
 from regsweep.packing import PACK_OFF
 from regsweep.records import OK, PRUNED
@@ -49,6 +49,10 @@ INTERRUPTED = "interrupted: the search stopped before this trial finished"
 
 class SearchError(RegsweepError):
     """The search cannot go on: an incompatible resumed study, too many failures, or nothing completed."""
+
+
+class StudyMismatchError(SearchError, SweepRefused):
+    """A resumed study's trials would not be comparable with this search's: refused before any trial."""
 
 
 def distribution(override: Override) -> BaseDistribution:
@@ -153,8 +157,8 @@ def check_resumable(study: optuna.Study, directions: list[str], signature: dict[
     """Stamp a new study with what makes its trials comparable; refuse to add different trials to an old one."""
     stored_directions = [d.name.lower() for d in study.directions]
     if stored_directions != directions:
-        raise SearchError(f"Study '{study.study_name}' optimizes {stored_directions}, this search {directions}: "
-                          "choose a new hydra.sweeper.study_name")
+        raise StudyMismatchError(f"Study '{study.study_name}' optimizes {stored_directions}, this search "
+                                 f"{directions}: choose a new hydra.sweeper.study_name")
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:  # one write, so a concurrent worker never sees half of it
         study.set_user_attr(SETTINGS_ATTR, signature)
@@ -162,8 +166,9 @@ def check_resumable(study: optuna.Study, directions: list[str], signature: dict[
     differing = [key for key in signature if stored.get(key) != signature[key]]
     if differing:
         found = "; ".join(f"{key}: study {stored.get(key)}, this run {signature[key]}" for key in differing)
-        raise SearchError(f"Study '{study.study_name}' was run with other settings ({found}); its trials would not "
-                          "be comparable with this run's: repeat its settings or choose a new hydra.sweeper.study_name")
+        raise StudyMismatchError(f"Study '{study.study_name}' was run with other settings ({found}); its trials "
+                                 "would not be comparable with this run's: repeat its settings or choose a new "
+                                 "hydra.sweeper.study_name")
 
 
 class SearchImpl(LaunchingSweeper):
