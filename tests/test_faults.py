@@ -72,6 +72,7 @@ def test_a_signal_stops_the_job_at_a_safe_point_records_it_and_the_sweep_says_wh
     assert "4 jobs in 1 group: 1 ok, 0 failed, 1 interrupted, 2 missing" in summary
     assert f"`{second.name}` ((all)): interrupted: {record.error}" in summary
     assert third.name in summary and fourth.name in summary
+    assert stdout.splitlines()[-1] == f"resume: regsweep-resume {sweep}"  # the way on, said last
 
 
 @pytest.mark.slow

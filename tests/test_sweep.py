@@ -83,6 +83,7 @@ def test_a_diverging_job_fails_alone_and_the_multirun_reports_it(tmp_path: Path)
     assert len(failure_lines) == 1 and "DivergenceError: training diverged" in failure_lines[0]
     summary = (sweep / "summary.md").read_text()  # the seed aggregation still ran, naming the failure
     assert records[1e6].job.name in summary and "DivergenceError" in summary
+    assert "resume:" not in result.stdout  # a failed job fails again: only a signal's stop is resumed
 
 
 @pytest.mark.slow

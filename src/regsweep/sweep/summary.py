@@ -15,19 +15,39 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regsweep.errors import ConfigError, SweepRefused
+from regsweep.sweep.plan import PLAN_FILE
 
 
 log = logging.getLogger(__name__)
 
 
+def sweep_error() -> BaseException | None:
+    """How the sweep ended, if not normally.
+
+    Hydra calls ``on_multirun_end`` from a ``finally`` around the sweep, so the sweep's error, if
+    any, is the exception being handled.
+    """
+    return sys.exc_info()[1]
+
+
 def refused_before_any_job() -> bool:
     """Whether the sweep stopped before starting its jobs: then its dir holds nothing of this command's.
 
-    Hydra calls ``on_multirun_end`` from a ``finally`` around the sweep, so the sweep's error, if
-    any, is the exception being handled. A config error that escapes a sweeper was found before its
-    jobs ran (a job's own errors go into its record).
+    A config error that escapes a sweeper was found before its jobs ran (a job's own errors go into its record).
     """
-    return isinstance(sys.exc_info()[1], (SweepRefused, ConfigError))
+    return isinstance(sweep_error(), (SweepRefused, ConfigError))
+
+
+def resume_hint(sweep_dir: Path) -> str | None:
+    """After a signal stopped the sweep: the command that goes on from where it stopped."""
+    from regsweep.interrupts import as_interrupted  # Lightning's signal exception: imported only here
+
+    error = sweep_error()
+    if error is None or as_interrupted(error) is None:
+        return None
+    if (sweep_dir / PLAN_FILE).exists():
+        return f"resume: regsweep-resume {sweep_dir}"
+    return "resume: repeat the command (the study in that dir goes on)"
 
 
 class SweepSummary(Callback):
@@ -53,6 +73,9 @@ class SweepSummary(Callback):
             else:
                 print(job_table(sweep_dir))
             print(f"next: tensorboard --logdir {sweep_dir}")
+            hint = resume_hint(sweep_dir)
+            if hint:
+                print(hint)
         except AggregateError as error:
             log.warning("no summary of %s: %s", sweep_dir, error)
         except Exception as error:  # the jobs' own results stay valid whatever happens here
