@@ -26,6 +26,7 @@ from pathlib import Path
 from common import RESULTS, SHARED_MNIST, TRAIN, machine, run_script, sweep_records
 
 from regsweep.atomic import atomic_write_text
+from regsweep.console import cli_description
 from regsweep.records import OK
 
 MODES = {"packed": "auto", "off": "off"}  # name -> pack.size
@@ -112,7 +113,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=cli_description(__doc__))
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--data-dir", type=Path, default=SHARED_MNIST if SHARED_MNIST.is_dir() else None)
     parser.add_argument("--regularizers", default="none,l1,l2,l1l2")

@@ -31,6 +31,7 @@ from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds
                     run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
+from regsweep.console import cli_description
 from regsweep.data.datamodule import EVAL_ROWS
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
@@ -298,7 +299,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=cli_description(__doc__))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sweep-rounds", type=int, default=5,
                         help="rounds of the default sweep: its ratios swing most with this VM's drift")

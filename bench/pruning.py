@@ -21,6 +21,7 @@ import optuna
 from common import RESULTS, TRAIN, machine, run_script, sweep_records
 
 from regsweep.atomic import atomic_write_text
+from regsweep.console import cli_description
 from regsweep.search.study import JOURNAL_FILE, open_storage
 
 RESULT_FILE = RESULTS / "pruning.json"
@@ -47,7 +48,7 @@ def run_search(pruner: str, args: argparse.Namespace, work: Path) -> dict[str, A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=cli_description(__doc__))
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="TPE sampler seed, the same for both variants")

@@ -28,6 +28,7 @@ from common import (RESULTS, SHARED_FASHION, TRAIN, machine, paired_rounds, rati
 from torch.utils.data import DataLoader, TensorDataset
 
 from regsweep.atomic import atomic_write_text
+from regsweep.console import cli_description
 from regsweep.data.batches import MemberBatches, SharedBatches
 from regsweep.data.sources import ImageDataConfig, load_splits
 from regsweep.data.splits import Splits
@@ -186,7 +187,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=cli_description(__doc__))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -193,3 +193,9 @@ def test_a_plain_job_imports_no_search_or_cluster_code(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_result(tmp_path / "run").status == "ok"
     assert "IMPORTED []" in result.stdout, result.stdout[-500:]
+
+
+@pytest.mark.parametrize("module", ["regsweep.resume", "regsweep.evaluate", "regsweep.reference"])
+def test_a_command_help_shows_its_docstring_line_without_rest_markup(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "``" not in result.stdout

@@ -18,6 +18,11 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else WIDE)
 
 
+def cli_description(docstring: str | None) -> str:
+    """A command's ``--help`` text: its module docstring's first line, without reST's double backticks."""
+    return docstring.splitlines()[0].replace("``", "") if docstring else ""
+
+
 def count(n: int, noun: str) -> str:
     """``1 epoch``, ``3 epochs``: what every message says of a number of things."""
     return f"{n} {noun}{'' if n == 1 else 's'}"

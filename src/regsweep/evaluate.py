@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from regsweep import checkpoints
 from regsweep.config import register_resolvers
+from regsweep.console import cli_description
 from regsweep.errors import RegsweepError
 
 
@@ -29,7 +30,7 @@ def checkpoint_path(given: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regsweep-eval", description=__doc__.splitlines()[0].replace("``", ""))
+    parser = argparse.ArgumentParser(prog="regsweep-eval", description=cli_description(__doc__))
     parser.add_argument("checkpoint", type=Path, help="a best.ckpt / last.ckpt, or a job dir")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the job's config")
     parser.add_argument("--out", type=Path, help="where the evaluation writes (default: <job dir>/eval)")

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from regsweep.aggregate import SUMMARY_FILE, aggregate_sweep, load_sweep
 from regsweep.atomic import atomic_write_text
+from regsweep.console import cli_description
 from regsweep.records import OK, ResultRecord
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
@@ -162,7 +163,7 @@ def results_markdown(studies: list[tuple[StudyRun, list[ResultRecord]]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m regsweep.reference", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m regsweep.reference", description=cli_description(__doc__))
     parser.add_argument("--studies", nargs="*", default=None, help=f"default: all of {', '.join(study_names())}")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every study, e.g. trainer.max_epochs=5")
     parser.add_argument("--work", type=Path, default=ROOT / "multirun" / "reference", help="where the sweep dirs go")

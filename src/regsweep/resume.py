@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from regsweep.console import cli_description
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
 
@@ -26,7 +27,7 @@ def resume_command(sweep_dir: Path, extra: Sequence[str]) -> tuple[list[str], st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regsweep-resume", description=__doc__.splitlines()[0].replace("``", ""))
+    parser = argparse.ArgumentParser(prog="regsweep-resume", description=cli_description(__doc__))
     parser.add_argument("sweep_dir", type=Path, help="the multirun dir to resume (it holds sweep_plan.json)")
     parser.add_argument("extra", nargs="*", help="arguments added to the sweep's command, e.g. hydra/launcher=joblib")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from regsweep.console import cli_description
 from regsweep.data.augment import AugmentSettings, augment_batch
 from regsweep.errors import RegsweepError
 
@@ -77,7 +78,7 @@ def render(samples: torch.Tensor, rows: list[tuple[str, AugmentSettings]], seed:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=cli_description(__doc__))
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.add_argument("--dataset", choices=DATASETS, default="digits", help="digits works offline (default)")
     parser.add_argument("--data-dir", type=Path, help="dir of the dataset's files (default: data/<dataset>)")
