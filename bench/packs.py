@@ -7,7 +7,9 @@
    second) of one pack of 10 vs the 10 jobs one after another, and vs a bare loop of the pack's
    arithmetic in this process (what the harness adds to it); that bare loop's training step per
    member, alone and packed, by phase (what batching buys the arithmetic itself).
-3. Threads: 4 jobs side by side on joblib's 2 workers, torch threads divided (``threads=auto``,
+3. Chunk size on a CPU: that bare loop's member-epoch in chunks of 10, of packing.CPU_MAX_MEMBERS
+   (what ``pack.size=auto`` trains at once on a CPU) and of twice that: why larger packs are split.
+4. Threads: 4 jobs side by side on joblib's 2 workers, torch threads divided (``threads=auto``,
    one each on this 2-core machine) vs not (``threads=2`` each: 4 threads on 2 cores).
 
 Every harness timing is a real run of train.py in a fresh process; contenders alternate within rounds.
@@ -31,6 +33,7 @@ from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds
                     run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
+from regsweep.packing import CPU_MAX_MEMBERS
 from regsweep.console import cli_description
 from regsweep.data.datamodule import EVAL_ROWS
 
@@ -220,6 +223,15 @@ def step_phases(rounds: int, members: int = 10) -> dict[str, object]:
             "alone_over_packed": totals["alone"] / totals["packed"]}
 
 
+def chunk_sizes(rounds: int) -> dict[str, object]:
+    """The bare loop's member-epoch (Fashion-MNIST MLP) per chunk size: past CPU_MAX_MEMBERS, a chunk is slower."""
+    sizes = (10, CPU_MAX_MEMBERS, 2 * CPU_MAX_MEMBERS)
+    packs = {size: BarePack(size) for size in sizes}
+    times = paired_rounds({str(size): lambda size=size: packs[size].member_epoch_s(steps=20) for size in sizes}, rounds)
+    return {"cap": CPU_MAX_MEMBERS, "member_epoch_s": times,
+            "median_member_epoch_s": {size: statistics.median(t) for size, t in times.items()}}
+
+
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     """What this machine's torch does at best: fp32 GEMM throughput, on the threads the jobs use."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -277,6 +289,10 @@ def markdown(results: dict) -> str:
         lines.append(f"| a bare training step per member, alone / in a pack of {phases['members']} "
                      f"({' + '.join(BarePack.PHASES)}, ms): {split['alone']} / {split['packed']} | "
                      f"{phases['alone_over_packed']:.2f} | |")
+    chunks = results["chunk_sizes"]
+    lines.append(f"| a CPU chunk's size: bare member-epoch in chunks of "
+                 f"{' / '.join(chunks['median_member_epoch_s'])} (the cap, `pack.size=auto`, is {chunks['cap']}) | "
+                 f"{' / '.join(f'{s:.2f} s' for s in chunks['median_member_epoch_s'].values())} | |")
     lines += [
         f"| threads: 4 jobs on 2 joblib workers, 2 threads each / divided (1 each) | "
         f"{ratio_text(threads['oversubscribed_over_divided'])} | |",
@@ -316,6 +332,7 @@ def main() -> None:
                       "every harness measurement a fresh train.py process",
             "default_sweep": default_sweep(args.sweep_rounds, work),
             "fashion_mnist": fashion_throughput(args.rounds, args.fashion_epochs, work),
+            "chunk_sizes": chunk_sizes(args.rounds),
             "threads": thread_division(args.rounds, work),
         }
     atomic_write_text(args.out / "packs.json", json.dumps(results, indent=2) + "\n")

@@ -255,6 +255,19 @@ def test_a_packed_multirun_leaves_what_the_sequential_one_leaves(tmp_path: Path)
         assert (sweeps["auto"] / name).exists()
 
 
+def test_a_chunk_is_what_fits_in_memory_and_on_a_cpu_no_more_than_the_cap() -> None:
+    """A CPU trains large packs in chunks of at most CPU_MAX_MEMBERS (faster per member); a GPU only by memory."""
+    from regsweep import packing
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    many = 3 * packing.CPU_MAX_MEMBERS
+    assert packing.chunk_size(10, 10**9, cpu, many) == packing.CPU_MAX_MEMBERS
+    assert packing.chunk_size(10, 10**9, cpu, 5) == 5
+    assert packing.chunk_size(10, 10**9, cuda, many) == many
+    assert packing.chunk_size(10, 55, cuda, many) == 5
+    assert packing.chunk_size(10, 5, cpu, many) == 1  # not even one fits: one at a time
+
+
 def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """pack.size=auto splits a pack the device cannot hold into chunks; every member's numbers stay its own."""

@@ -251,7 +251,8 @@ class PackRun:
             self._describe_data(member)
 
     def _chunks(self, members: list[Member]) -> list[list[Member]]:
-        """With ``pack.size=auto``, the members in as many chunks as the device's memory needs (one, mostly)."""
+        """With ``pack.size=auto``, the members in as many chunks as the device's memory needs (on a CPU, of at
+        most ``packing.CPU_MAX_MEMBERS``)."""
         first = members[0]
         if len(members) == 1 or OmegaConf.select(first.cfg, "pack.size", default="auto") != "auto":
             return [members]
@@ -265,8 +266,9 @@ class PackRun:
                                           OPTIMIZERS[optimizer.name].states(optimizer))
         size = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
         if size < len(members):
-            log.info("%s: %s (%.0f MB a member on %s)", self._who(members), packing.describe_pack(len(members), size),
-                     per_member / 2**20, device)
+            cap = f", at most {packing.CPU_MAX_MEMBERS} at once on a CPU" if device.type == "cpu" else ""
+            log.info("%s: %s (%.0f MB a member on %s%s)", self._who(members), packing.describe_pack(len(members), size),
+                     per_member / 2**20, device, cap)
         return packing.split_evenly(members, math.ceil(len(members) / size))
 
     def _train(self, members: list[Member]) -> None:

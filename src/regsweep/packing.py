@@ -3,7 +3,7 @@
 Two jobs can share a pack when their configs differ only in member-wise keys: the values a
 packed model holds per member. Everything else (dataset, architecture, batch size, optimizer
 kind, epochs, callbacks, ...) splits packs. The sweeper groups a multirun's jobs by this rule;
-a pack job then trains its members in chunks that fit the device's memory.
+a pack job then trains its members in chunks that fit the device's memory (on a CPU, small ones).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ MEMBERWISE = (
 )
 CPU_MEMORY_SHARE = 0.5  # of the available RAM a pack may plan for
 GPU_MEMORY_SHARE = 0.8  # of the free GPU memory
-CPU_MAX_MEMBERS = 64  # past this, a CPU pack is no faster per member; smaller chunks keep results coming
+# Past this many members a CPU chunk gets slower per member (make bench-packs, "chunk size": an MNIST MLP's
+# member-epoch 0.89-0.96 s in chunks of 10-20, 1.09 s in one of 30); smaller chunks also keep results coming
+CPU_MAX_MEMBERS = 16
 T = TypeVar("T")
 
 
