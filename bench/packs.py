@@ -33,9 +33,9 @@ from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds
                     run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
-from regsweep.packing import CPU_MAX_MEMBERS
 from regsweep.console import cli_description
 from regsweep.data.datamodule import EVAL_ROWS
+from regsweep.packing import CPU_MAX_MEMBERS
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
 PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")

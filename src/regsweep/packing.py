@@ -32,8 +32,9 @@ MEMBERWISE = (
 )
 CPU_MEMORY_SHARE = 0.5  # of the available RAM a pack may plan for
 GPU_MEMORY_SHARE = 0.8  # of the free GPU memory
-# Past this many members a CPU chunk gets slower per member (make bench-packs, "chunk size": an MNIST MLP's
-# member-epoch 0.89-0.96 s in chunks of 10-20, 1.09 s in one of 30); smaller chunks also keep results coming
+# Past this many members a CPU chunk gets slower per member (make bench-packs, "chunk size": the bare loop of an
+# MNIST MLP's member-epoch 0.89-0.96 s in chunks of 10-20, 1.09 s in one of 30; in the harness, where per-step
+# costs are shared, 2-5 % slower in one chunk of 32 than in two of 16); smaller chunks also keep results coming
 CPU_MAX_MEMBERS = 16
 T = TypeVar("T")
 
