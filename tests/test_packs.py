@@ -261,11 +261,13 @@ def test_a_chunk_is_what_fits_in_memory_and_on_a_cpu_no_more_than_the_cap() -> N
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     many = 3 * packing.CPU_MAX_MEMBERS
-    assert packing.chunk_size(10, 10**9, cpu, many) == packing.CPU_MAX_MEMBERS
-    assert packing.chunk_size(10, 10**9, cpu, 5) == 5
-    assert packing.chunk_size(10, 10**9, cuda, many) == many
-    assert packing.chunk_size(10, 55, cuda, many) == 5
-    assert packing.chunk_size(10, 5, cpu, many) == 1  # not even one fits: one at a time
+    capped, limit = packing.chunk_size(10, 10**9, cpu, many)
+    assert capped == packing.CPU_MAX_MEMBERS and "on a CPU" in limit
+    assert packing.chunk_size(10, 10**9, cpu, 5)[0] == 5
+    assert packing.chunk_size(10, 10**9, cuda, many)[0] == many
+    assert packing.chunk_size(10 * 2**20, 55 * 2**20, cuda, many) == (5, "10 MB a member, 55 MB for the pack on cuda")
+    tight, limit = packing.chunk_size(10, 5, cpu, many)
+    assert tight == 1 and "MB a member" in limit  # not even one fits: one at a time, and memory is the reason
 
 
 def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_path: Path,
@@ -275,11 +277,11 @@ def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_pa
 
     members = [[f"seed={seed}"] for seed in range(3)]
     whole = train_pack(tmp_path, members, "whole")
-    planned: list[int] = []
+    planned: list[tuple[int, str]] = []
     real_chunk_size = packing.chunk_size
     monkeypatch.setattr(packing, "memory_budget", lambda device: 1)  # less than one member: one member a chunk
     monkeypatch.setattr(packing, "chunk_size", lambda *a: planned.append(real_chunk_size(*a)) or planned[-1])
     chunked = train_pack(tmp_path, members, "chunked")
-    assert planned == [1]
+    assert [size for size, _ in planned] == [1]
     for packed, alone in zip(chunked, whole):
         assert_same_job(packed, alone)

@@ -264,11 +264,9 @@ class PackRun:
         optimizer = first.settings.optimizer
         per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
                                           OPTIMIZERS[optimizer.name].states(optimizer))
-        size = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
+        size, limit = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
         if size < len(members):
-            cap = f", at most {packing.CPU_MAX_MEMBERS} at once on a CPU" if device.type == "cpu" else ""
-            log.info("%s: %s (%.0f MB a member on %s%s)", self._who(members), packing.describe_pack(len(members), size),
-                     per_member / 2**20, device, cap)
+            log.info("%s: %s (%s)", self._who(members), packing.describe_pack(len(members), size), limit)
         return packing.split_evenly(members, math.ceil(len(members) / size))
 
     def _train(self, members: list[Member]) -> None:

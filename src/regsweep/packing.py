@@ -113,11 +113,13 @@ def memory_budget(device: torch.device) -> int:
     return int(pages * os.sysconf("SC_PAGE_SIZE") * CPU_MEMORY_SHARE)
 
 
-def chunk_size(per_member: int, budget: int, device: torch.device, members: int) -> int:
-    """How many members train at once: as many as fit in ``budget`` (at least one), capped on a CPU."""
+def chunk_size(per_member: int, budget: int, device: torch.device, members: int) -> tuple[int, str]:
+    """How many members train at once, and what limits that: as many as fit in ``budget`` (at least one), on a
+    CPU no more than ``CPU_MAX_MEMBERS``."""
     fit = max(1, budget // max(1, per_member))
-    cap = members if device.type != "cpu" else CPU_MAX_MEMBERS
-    return max(1, min(members, fit, cap))
+    if device.type == "cpu" and CPU_MAX_MEMBERS < min(members, fit):
+        return CPU_MAX_MEMBERS, f"at most {CPU_MAX_MEMBERS} at once on a CPU"
+    return min(members, fit), f"{per_member / 2**20:.0f} MB a member, {budget / 2**20:.0f} MB for the pack on {device}"
 
 
 def describe_pack(members: int, chunk: int) -> str:
