@@ -49,7 +49,7 @@ def test_every_option_composes_validates_and_instantiates(make_cfg, group: str, 
     shape, outputs = ((2,), 1) if isinstance(settings.data, RegressionDataConfig) else ((1, 8, 8), 10)
     net = one_member_net(settings, shape, outputs)
     assert net(torch.zeros(1, 3, *shape)).shape == (1, 3, outputs)  # [members, batch, outputs]
-    optimizer = build_optimizer(settings.optimizer, [{"params": list(net.parameters())}], torch.device("cpu"))
+    optimizer = build_optimizer(settings.optimizer, [{"params": list(net.parameters())}])
     assert optimizer.param_groups[0]["lr"] == settings.optimizer.lr
     build_schedule(settings.optimizer, optimizer, max_epochs=3)
 

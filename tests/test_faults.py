@@ -18,6 +18,7 @@ import torch
 
 from conftest import ROOT, TINY, run_train
 from regsweep.aggregate.load import load_sweep
+from regsweep.checkpoints import LAST_FORMAT
 from regsweep.records import read_epochs_csv, read_result
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
@@ -112,7 +113,7 @@ def test_a_killed_pack_leaves_nothing_half_written_and_resumes(tmp_path: Path) -
     process.communicate(timeout=60)
     checkpoints = list(sweep.rglob("last.ckpt"))
     assert checkpoints  # what was written is whole: it loads (a writer's temp files are never read)
-    assert all(torch.load(path, weights_only=False)["format"] == "regsweep-last/1" for path in checkpoints)
+    assert all(torch.load(path, weights_only=False)["format"] == LAST_FORMAT for path in checkpoints)
     assert all(read_epochs_csv(path) is not None for path in sweep.rglob("metrics.csv"))
     assert SweepPlan.load(sweep) is not None and all(read_result(p.parent) for p in sweep.rglob("result.json"))
     resumed = run_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={sweep}", cwd=tmp_path)

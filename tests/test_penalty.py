@@ -76,6 +76,18 @@ def test_weight_statistics_per_member() -> None:
     assert stats["weights/sparsity_rel"].tolist() == pytest.approx([0.5, 0.25])  # < 1% of the layer's RMS
 
 
+def test_a_members_weight_statistics_in_a_pack_are_bit_for_bit_those_of_its_weights_alone() -> None:
+    """Reduced over the pack at once, a member's sums would round by the pack's size (past torch's parallel grain a
+    lone member's sum is split between threads); each member's own slices summed alone round the same anywhere."""
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn(5, 256, 256, generator=generator), torch.randn(5, 256, 10, generator=generator)]
+    pack = weight_statistics(weights)
+    for member in range(5):
+        alone = weight_statistics([w[member : member + 1].clone() for w in weights])
+        for name, values in pack.items():
+            assert torch.equal(values[member : member + 1], alone[name]), name
+
+
 def test_gradient_noise_has_the_configured_spread_and_follows_each_members_seed() -> None:
     def noisy_grads(seeds: list[int], stds: list[float]) -> torch.Tensor:
         grad = torch.zeros(len(seeds), 20000)

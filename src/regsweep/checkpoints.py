@@ -29,7 +29,7 @@ from regsweep.errors import RegsweepError
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_FILE, LAST_FILE = "best.ckpt", "last.ckpt"
-BEST_FORMAT, LAST_FORMAT = "regsweep-best/1", "regsweep-last/1"
+BEST_FORMAT, LAST_FORMAT = "regsweep-best/1", "regsweep-last/2"  # /2: a net's optimizer state in two groups
 # What a job's numbers depend on; a checkpoint continues only a job that agrees on all of it
 # (trainer.max_epochs may grow: continuing a finished job for more epochs is the point of ckpt_path).
 TRAINING_KEYS = ("seed", "data", "model", "regularizer", "optimizer", "augment", "minibatches_per_step")

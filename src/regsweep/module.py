@@ -44,7 +44,7 @@ from regsweep.models import (
     pack_state,
     penalized_weights,
 )
-from regsweep.optim import OptimizerConfig, Schedule, build_optimizer, build_schedule
+from regsweep.optim import GROUPS_PER_NET, OptimizerConfig, Schedule, build_optimizer, build_schedule, net_param_groups
 from regsweep.penalty import add_gradient_noise, add_penalty_gradient, weight_statistics
 from regsweep.records import FAILED, OK
 
@@ -64,9 +64,15 @@ def _group_entries(state: dict[str, Any], groups: int, keep: list[int]) -> dict[
 
 
 def _merge_group_entries(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """One schedule state from one-group states, in group order (the inverse of ``_group_entries``)."""
+    """One schedule state from one-net states, in net order (the inverse of ``_group_entries``)."""
     first = states[0]
-    return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v for k, v in first.items()}
+    return {k: [entry for s in states for entry in s[k]] if isinstance(v, list) and len(v) == GROUPS_PER_NET else v
+            for k, v in first.items()}
+
+
+def _net_groups(g: int) -> range:
+    """The optimizer parameter groups of a pack's net ``g`` (``optim.net_param_groups``)."""
+    return range(GROUPS_PER_NET * g, GROUPS_PER_NET * (g + 1))
 
 
 def _position_in(groups: list[list[int]], member: int) -> tuple[int, int]:
@@ -75,17 +81,20 @@ def _position_in(groups: list[list[int]], member: int) -> tuple[int, int]:
     return g, groups[g].index(member)
 
 
-def _member_optimizer_state(member: int, groups: list[list[int]], optimizer: dict[str, Any],
+def _member_optimizer_state(member: int, groups: list[list[int]], order: list[list[int]], optimizer: dict[str, Any],
                             schedule: dict[str, Any] | None) -> dict[str, Any]:
-    """A member's rows of a pack's optimizer state dict and its group's schedule entries, as if it trained alone."""
+    """A member's rows of a pack's optimizer state dict and its net's schedule entries, as if it trained alone.
+
+    ``order[g]``: the optimizer's state index of each of net g's parameters, in the net's order; the
+    member's state is keyed by that order, whatever pack it is loaded into.
+    """
     g, i = _position_in(groups, member)
-    first = sum(len(group["params"]) for group in optimizer["param_groups"][:g])
-    positions = range(len(optimizer["param_groups"][g]["params"]))
-    slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][first + k].items()}
-              for k in positions if first + k in optimizer["state"]}
-    group = {k: v for k, v in optimizer["param_groups"][g].items() if k != "params"}
-    return {"optimizer": {"state": slices, "group": group},
-            "schedule": None if schedule is None else _group_entries(schedule, len(groups), [g])}
+    slices = {k: {name: _member_slice(value, i) for name, value in optimizer["state"][index].items()}
+              for k, index in enumerate(order[g]) if index in optimizer["state"]}
+    own = _net_groups(g)
+    settings = [{k: v for k, v in optimizer["param_groups"][j].items() if k != "params"} for j in own]
+    return {"optimizer": {"state": slices, "groups": settings},
+            "schedule": None if schedule is None else _group_entries(schedule, GROUPS_PER_NET * len(groups), list(own))}
 
 
 @dataclass
@@ -361,7 +370,8 @@ class PackModule(L.LightningModule):
         if self.task == metrics.CLASSIFICATION:
             values["gen_gap/acc"] = values["train_eval/acc"] - values["val/acc"]
         values.update(weight_statistics(self.weights()))
-        values["lr"] = torch.tensor([self.optimizers().param_groups[g]["lr"] for g, group in enumerate(self.groups)
+        values["lr"] = torch.tensor([self.optimizers().param_groups[_net_groups(g)[0]]["lr"]
+                                     for g, group in enumerate(self.groups)
                                      for _ in group], device=self.device)
         names = list(values)
         table = torch.stack([values[name].float().to(self.device) for name in names]).T.tolist()  # one host sync
@@ -409,7 +419,8 @@ class PackModule(L.LightningModule):
                                     for k, state in optimizer["state"].items()},
                           "param_groups": copy.deepcopy(optimizer["param_groups"])},
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
-            "groups": [list(group) for group in self.groups], "epochs": self.epoch + 1, "steps": self.steps_done,
+            "groups": [list(group) for group in self.groups], "order": self._state_order(self.optimizers().optimizer),
+            "epochs": self.epoch + 1, "steps": self.steps_done,
             "layer_names": {m: own_layer_names(net, self.specs[m].model.dropout)  # the snapshot's nets, not later ones
                             for net, group in zip(self.nets, self.groups) for m in group},
         }
@@ -419,7 +430,8 @@ class PackModule(L.LightningModule):
         groups = snapshot["groups"]
         g, i = _position_in(groups, member)
         model = member_slice(snapshot["nets"][g], snapshot["layer_names"][member], i)
-        return {"model": model, **_member_optimizer_state(member, groups, snapshot["optimizer"], snapshot["schedule"]),
+        return {"model": model, **_member_optimizer_state(member, groups, snapshot["order"], snapshot["optimizer"],
+                                                          snapshot["schedule"]),
                 "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
 
     def resume(self, states: dict[int, dict[str, Any]]) -> None:
@@ -437,17 +449,16 @@ class PackModule(L.LightningModule):
 
     def _load_member_optimizer_states(self, optimizer: torch.optim.Optimizer, states: dict[int, dict[str, Any]]) -> None:
         """Stack the members' own optimizer and schedule states (``_member_optimizer_state``) into the pack's."""
-        layout = optimizer.state_dict()
-        state, index = {}, 0
-        for g, group in enumerate(self.groups):
-            for k in range(len(list(self.nets[g].parameters()))):
+        layout, state = optimizer.state_dict(), {}
+        for g, (group, order) in enumerate(zip(self.groups, self._state_order(optimizer))):
+            for k, index in enumerate(order):
                 saved = [states[m]["optimizer"]["state"].get(k) for m in group]
                 if all(s is not None for s in saved):
                     state[index] = {name: torch.cat([s[name] for s in saved]) if saved[0][name].dim() > 0
                                     else saved[0][name] for name in saved[0]}
-                index += 1
-            layout["param_groups"][g] = {**states[group[0]]["optimizer"]["group"],
-                                         "params": layout["param_groups"][g]["params"]}
+            for j, settings in zip(_net_groups(g), states[group[0]]["optimizer"]["groups"]):
+                current = layout["param_groups"][j]  # its parameters and whether its step is fused stay this pack's
+                layout["param_groups"][j] = {**settings, "params": current["params"], "fused": current["fused"]}
         optimizer.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
         if self.schedule is not None:
             merged = _merge_group_entries([states[group[0]]["schedule"] for group in self.groups])
@@ -475,7 +486,8 @@ class PackModule(L.LightningModule):
         # neighbours that a retired member separated) gets them stacked, as a resume does
         optimizer_state = self.optimizers().optimizer.state_dict()
         schedule_state = None if self.schedule is None else self.schedule.state_dict()
-        kept = {m: _member_optimizer_state(m, self.groups, optimizer_state, schedule_state) for m in keep}
+        order = self._state_order(self.optimizers().optimizer)
+        kept = {m: _member_optimizer_state(m, self.groups, order, optimizer_state, schedule_state) for m in keep}
         self.load_member_states({m: self.member_state(m) for m in keep})
         optimizer = self._make_optimizer()
         if self.schedule is not None:
@@ -484,9 +496,15 @@ class PackModule(L.LightningModule):
         self.trainer.optimizers = [optimizer]
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        groups = [{"params": list(net.parameters()), "lr": self.specs[group[0]].lr,
-                   "weight_decay": self.specs[group[0]].weight_decay} for net, group in zip(self.nets, self.groups)]
-        return build_optimizer(self.optimizer_cfg, groups, self.device)
+        groups = [param_group for net, group in zip(self.nets, self.groups)
+                  for param_group in net_param_groups(list(net.parameters()), self.specs[group[0]].lr,
+                                                      self.specs[group[0]].weight_decay, self.device)]
+        return build_optimizer(self.optimizer_cfg, groups)
+
+    def _state_order(self, optimizer: torch.optim.Optimizer) -> list[list[int]]:
+        """For each net, ``optimizer``'s state index of each of its parameters, in the net's own order."""
+        index = {id(p): i for i, p in enumerate(p for group in optimizer.param_groups for p in group["params"])}
+        return [[index[id(p)] for p in net.parameters()] for net in self.nets]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optimizer = self._make_optimizer()

@@ -3,7 +3,14 @@
 Adding an optimizer or a schedule is one entry in OPTIMIZERS or SCHEDULES (plus a YAML file in
 conf/optimizer/ for a new optimizer); the config check reads the allowed names from them.
 Learning rate and weight decay may differ between the members of a pack: the module gives each
-set of members with equal values its own parameter group, so torch's own optimizer does the step.
+set of members with equal values its own net and parameter groups, so torch's own optimizer does the step.
+
+A net's parameters are stacked, [members, ...]. torch's fused CPU steps update the elements past a
+tensor's last whole SIMD vector in a scalar loop that rounds differently from the vector lanes (Adam's
+second moment and SGD's momentum, in the last bit), so a member whose share of a tensor is not whole vectors would round
+by its position in the pack, and train to other last digits in another pack or alone. Such tensors
+(output biases, odd widths: small) take torch's single-tensor step, which rounds alike everywhere;
+each net has two groups, its whole-vector parameters (fused) and the rest.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ SCHEDULES: dict[str, Callable[["OptimizerConfig", torch.optim.Optimizer, int], S
         optimizer, step_size=cfg.step_size, gamma=cfg.gamma),
 }
 FUSED_DEVICES = ("cpu", "cuda")  # where torch has single-kernel optimizer steps (several times faster)
+FUSED_TAIL_DEVICES = ("cpu",)  # where a fused step rounds a tensor's last partial vector unlike its lanes (see above)
+VECTOR_ELEMENTS = 16  # an AVX-512 vector of float32, two of AVX2's: a member's share in whole vectors of either
+GROUPS_PER_NET = 2  # a net's parameters in whole vectors, then the rest
 _BETAS = Rule(lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two numbers in [0, 1)")
 
 
@@ -66,11 +76,32 @@ class OptimizerConfig(Checked):
             require("optimizer.momentum", self.momentum, self.momentum > 0, "must be > 0 with optimizer.nesterov=true")
 
 
-def build_optimizer(cfg: OptimizerConfig, param_groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
-    """The configured optimizer over ``param_groups`` (each with its own lr and weight_decay)."""
+def fills_whole_vectors(param: torch.Tensor) -> bool:
+    """Whether each member's share of a stacked [members, ...] parameter is whole SIMD vectors."""
+    return param[0].numel() % VECTOR_ELEMENTS == 0
+
+
+def net_param_groups(params: list[torch.Tensor], lr: float, weight_decay: float,
+                     device: torch.device) -> list[dict[str, Any]]:
+    """One net's GROUPS_PER_NET optimizer groups: its whole-vector parameters, fused where torch can, then the rest,
+    fused only where that rounds alike at every position (either group may be empty)."""
+    fused = device.type in FUSED_DEVICES
+    whole = [p for p in params if fills_whole_vectors(p)]
+    rest = [p for p in params if not fills_whole_vectors(p)]
+    return [{"params": whole, "lr": lr, "weight_decay": weight_decay, "fused": fused},
+            {"params": rest, "lr": lr, "weight_decay": weight_decay,
+             "fused": fused and device.type not in FUSED_TAIL_DEVICES}]
+
+
+def build_optimizer(cfg: OptimizerConfig, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """The configured optimizer over ``param_groups`` (each with its own lr, weight_decay and fused flag).
+
+    Fused for the whole optimizer only when every group is (then a gradient scaler hands it the
+    unscaling); otherwise each group's flag decides its own step.
+    """
     kind = OPTIMIZERS[cfg.name]
-    return kind.cls(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in FUSED_DEVICES,
-                    **kind.options(cfg))
+    fused = all(group.get("fused", False) for group in param_groups) or None
+    return kind.cls(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused, **kind.options(cfg))
 
 
 def build_schedule(cfg: OptimizerConfig, optimizer: torch.optim.Optimizer, max_epochs: int) -> Schedule | None:

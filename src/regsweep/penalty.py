@@ -92,18 +92,27 @@ def add_gradient_noise(gradients: list[Tensor], stds: list[float], generators: l
 
 
 @torch.no_grad()
+def _member_sums(tensors: list[Tensor]) -> Tensor:
+    """Per member, the sum of its own slices of ``tensors`` ([members, ...] each), one member at a time.
+
+    A slice summed alone rounds the same in any pack; one reduction over the pack's member axis
+    rounds by the pack's size, so a member's statistics would differ in the last digits from its job's alone.
+    """
+    return torch.stack([sum(t[m].sum() for t in tensors) for m in range(tensors[0].shape[0])])
+
+
 def weight_statistics(weights: list[Tensor]) -> dict[str, Tensor]:
     """Per member: L1 norm, L2 norm and sparsity at an absolute and a layer-relative threshold, on device."""
     flat = [w.detach().flatten(1) for w in weights]
-    rms = [w.pow(2).mean(1, keepdim=True).sqrt() for w in flat]
+    rms = [(_member_sums([w.pow(2)]) / w.shape[1]).sqrt().unsqueeze(1) for w in flat]
     count = sum(w.shape[1] for w in flat)
 
     def fraction(small: list[Tensor]) -> Tensor:
         return sum(s.sum(1) for s in small).float() / count
 
     return {
-        "weights/l1": sum(w.abs().sum(1) for w in flat),
-        "weights/l2": sum(w.pow(2).sum(1) for w in flat).sqrt(),
+        "weights/l1": _member_sums([w.abs() for w in flat]),
+        "weights/l2": _member_sums([w.pow(2) for w in flat]).sqrt(),
         "weights/sparsity": fraction([w.abs() < metrics.SPARSITY_THRESHOLD for w in flat]),
         "weights/sparsity_1e-5": fraction([w.abs() < metrics.SPARSITY_TINY for w in flat]),
         "weights/sparsity_rel": fraction([w.abs() < metrics.SPARSITY_RELATIVE * r for w, r in zip(flat, rms)]),
