@@ -116,10 +116,14 @@ def test_a_killed_pack_leaves_nothing_half_written_and_resumes(tmp_path: Path) -
     assert all(torch.load(path, weights_only=False)["format"] == LAST_FORMAT for path in checkpoints)
     assert all(read_epochs_csv(path) is not None for path in sweep.rglob("metrics.csv"))
     assert SweepPlan.load(sweep) is not None and all(read_result(p.parent) for p in sweep.rglob("result.json"))
+    older = checkpoints[0]  # as if an earlier version of regsweep had written it: that job starts again
+    torch.save({**torch.load(older, weights_only=False), "format": "regsweep-last/1"}, older)
     resumed = run_train("-m", "seed=0-3", *LONG, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     records = [read_result(d) for d in job_dirs(sweep)]
     assert [r.status for r in records] == ["ok"] * 4 and all(r.epochs == 60 for r in records)
+    log = (older.parent.parent / "train.log").read_text()
+    assert "written by another version of regsweep" in log and "training from the start" in log
 
 
 @pytest.mark.slow

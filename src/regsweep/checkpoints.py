@@ -64,6 +64,9 @@ def read_checkpoint(path: Path, kinds: tuple[str, ...]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(payload, dict) or payload.get("format") not in kinds:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        if str(found).rpartition("/")[0] in {kind.rpartition("/")[0] for kind in kinds}:
+            raise CheckpointError(f"{path}: a {found} file, written by another version of regsweep (this one reads "
+                                  f"{', '.join(kinds)})")
         raise CheckpointError(f"{path}: a {found} file, expected one of {', '.join(kinds)} (a regsweep "
                               "checkpoints/best.ckpt or checkpoints/last.ckpt)")
     return payload

@@ -206,7 +206,11 @@ class PackRun:
         if given is None:
             if not member.last_path.exists():
                 return None
-            payload = checkpoints.read_checkpoint(member.last_path, (checkpoints.LAST_FORMAT,))
+            try:
+                payload = checkpoints.read_checkpoint(member.last_path, (checkpoints.LAST_FORMAT,))
+            except checkpoints.CheckpointError as error:  # say, another version's: the start gives the same numbers
+                log.warning("job %s: %s; training from the start", member.job.name, error)
+                return None
             if checkpoints.same_job(payload, member.cfg):
                 log.info("job %s continues from %s (after epoch %d)", member.job.name, member.last_path,
                          payload["epochs"])
