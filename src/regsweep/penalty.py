@@ -91,7 +91,6 @@ def add_gradient_noise(gradients: list[Tensor], stds: list[float], generators: l
             grad[member].add_(noise, alpha=std)
 
 
-@torch.no_grad()
 def _member_sums(tensors: list[Tensor]) -> Tensor:
     """Per member, the sum of its own slices of ``tensors`` ([members, ...] each), one member at a time.
 
@@ -101,10 +100,12 @@ def _member_sums(tensors: list[Tensor]) -> Tensor:
     return torch.stack([sum(t[m].sum() for t in tensors) for m in range(tensors[0].shape[0])])
 
 
+@torch.no_grad()
 def weight_statistics(weights: list[Tensor]) -> dict[str, Tensor]:
     """Per member: L1 norm, L2 norm and sparsity at an absolute and a layer-relative threshold, on device."""
     flat = [w.detach().flatten(1) for w in weights]
-    rms = [(_member_sums([w.pow(2)]) / w.shape[1]).sqrt().unsqueeze(1) for w in flat]
+    squares = [_member_sums([w.pow(2)]) for w in flat]  # per layer and member
+    rms = [(sq / w.shape[1]).sqrt().unsqueeze(1) for sq, w in zip(squares, flat)]
     count = sum(w.shape[1] for w in flat)
 
     def fraction(small: list[Tensor]) -> Tensor:
@@ -112,7 +113,7 @@ def weight_statistics(weights: list[Tensor]) -> dict[str, Tensor]:
 
     return {
         "weights/l1": _member_sums([w.abs() for w in flat]),
-        "weights/l2": _member_sums([w.pow(2) for w in flat]).sqrt(),
+        "weights/l2": sum(squares).sqrt(),
         "weights/sparsity": fraction([w.abs() < metrics.SPARSITY_THRESHOLD for w in flat]),
         "weights/sparsity_1e-5": fraction([w.abs() < metrics.SPARSITY_TINY for w in flat]),
         "weights/sparsity_rel": fraction([w.abs() < metrics.SPARSITY_RELATIVE * r for w, r in zip(flat, rms)]),
