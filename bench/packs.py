@@ -34,7 +34,7 @@ from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds
 
 from regsweep.atomic import atomic_write_text
 from regsweep.console import cli_description
-from regsweep.data.datamodule import EVAL_ROWS
+from regsweep.data.datamodule import EVAL_MEMBER_ROWS
 from regsweep.packing import CPU_MAX_MEMBERS
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
@@ -189,10 +189,9 @@ class BarePack:
         return [end - start for start, end in zip(marks, marks[1:])]
 
     def evaluate(self) -> None:
-        rows = EVAL_ROWS // self.members  # the harness's evaluation batch
-        with torch.no_grad():
-            for start in range(0, N_EVAL, rows):
-                self.forward(self.x[start : start + rows].expand(self.members, -1, -1))
+        with torch.no_grad():  # in the harness's evaluation batches
+            for start in range(0, N_EVAL, EVAL_MEMBER_ROWS):
+                self.forward(self.x[start : start + EVAL_MEMBER_ROWS].expand(self.members, -1, -1))
 
     def member_epoch_s(self, steps: int = 40) -> float:
         """Seconds of one member's epoch: the training steps and the evaluation forwards, over the members."""

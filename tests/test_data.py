@@ -7,8 +7,12 @@ import pytest
 import torch
 
 from regsweep.config import validate
-from regsweep.data.batches import MemberBatches, MinibatchGroups, SharedBatches
+from regsweep.data.batches import MemberBatches, MinibatchGroups, PackProgress, SharedBatches
+from regsweep.data.datamodule import EVAL_MEMBER_ROWS, PackDataModule
 from regsweep.data.sources import load_splits, regression_target
+from regsweep.data.splits import Splits
+from regsweep.metrics import CLASSIFICATION
+from regsweep.trainer import BatchPlan
 
 
 def test_digits_split_depends_on_split_seed_not_on_run_seed(make_cfg) -> None:
@@ -85,6 +89,24 @@ def test_full_batch_and_ordered_batches() -> None:
     assert len(full) == 1 and torch.equal(full[0][1][0], y)
     assert [len(b[1][0]) for b in MemberBatches(x, y, 4, None, members=1)] == [4, 4, 2]
     assert [len(b.y) for b in SharedBatches(x, y, 4)] == [4, 4, 2]
+
+
+def test_a_members_evaluation_batches_are_the_same_whatever_the_size_of_its_pack() -> None:
+    """A member's evaluation sums then add the same partial sums in a pack of any size (packs agree bit for bit)."""
+    rows = 2 * EVAL_MEMBER_ROWS + 5
+    x, y = torch.zeros(rows, 1), torch.zeros(rows, dtype=torch.int64)
+    splits = Splits(x, y, x, y, x, y, CLASSIFICATION, num_classes=2)
+    plan = BatchPlan(max_epochs=1, min_epochs=1, max_steps=None, train=None, val=None, test=None)
+
+    def batch_rows(members: int) -> list[list[int]]:
+        data = PackDataModule(splits, 32, {}, plan, 1, 0, PackProgress(active=list(range(members))))
+        data.setup("fit")
+        loaders = [*data.val_dataloader(), data.test_dataloader()]
+        return [[len(batch.y) for batch in loader] for loader in loaders]
+
+    alone = batch_rows(1)
+    assert alone[0] == [EVAL_MEMBER_ROWS, EVAL_MEMBER_ROWS, 5]
+    assert batch_rows(3) == batch_rows(16) == alone
 
 
 def test_a_batch_limit_ends_a_pass_early() -> None:

@@ -8,8 +8,10 @@ streams, so training is identical up to float rounding in batched kernels (matri
 norm over n*C channels), which another CPU or a GPU may split differently for a pack than for one
 model: float32 values agree to ~1e-6 relative. The comparisons allow 1e-5 relative and 1e-5
 absolute, the latter for derived differences such as gen_gap/loss = val/loss - train loss. (On the
-Intel CPU this was written on, an MLP member trains bit for bit as alone; the rounding the harness
-itself could make place-dependent, the optimizer step and the weight statistics, is tested exactly.)
+Intel CPU this was written on, an MLP member trains bit for bit the same in any pack of two or more,
+and alone with one thread: alone on two, the BLAS splits MNIST's 128x784x512 product across them.
+The rounding the harness itself could make place-dependent, the optimizer step, the weight statistics
+and the evaluation batches, is tested exactly.)
 """
 
 from __future__ import annotations
@@ -299,6 +301,14 @@ def test_a_chunk_is_what_fits_in_memory_and_on_a_cpu_no_more_than_the_cap() -> N
     assert packing.chunk_size(10 * 2**20, 55 * 2**20, cuda, many) == (5, "10 MB a member, 55 MB for the pack on cuda")
     tight, limit = packing.chunk_size(10, 5, cpu, many)
     assert tight == 1 and "MB a member" in limit  # not even one fits: one at a time, and memory is the reason
+
+
+def test_a_members_memory_counts_the_larger_of_a_training_minibatch_and_an_evaluation_batch() -> None:
+    from regsweep import packing
+
+    weights = 4 * 1000 * (2 + 2)  # parameters, their gradients and two Adam states, in float32 bytes
+    assert packing.member_bytes(1000, 50, 128, 2, eval_rows=64) == weights + 4 * 50 * 3 * 128  # autograd's
+    assert packing.member_bytes(1000, 50, 128, 2, eval_rows=4096) == weights + 4 * 50 * 4096  # evaluation's
 
 
 def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_path: Path,

@@ -34,7 +34,7 @@ from regsweep import checkpoints, packing
 from regsweep.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
 from regsweep.console import count, print_run_summary
-from regsweep.data.datamodule import MemberData, PackDataModule
+from regsweep.data.datamodule import EVAL_MEMBER_ROWS, MemberData, PackDataModule
 from regsweep.data.sources import load_splits
 from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
@@ -267,7 +267,7 @@ class PackRun:
         batch_size = first.settings.data.batch_size or self.splits.n_train
         optimizer = first.settings.optimizer
         per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
-                                          OPTIMIZERS[optimizer.name].states(optimizer))
+                                          OPTIMIZERS[optimizer.name].states(optimizer), EVAL_MEMBER_ROWS)
         size, limit = packing.chunk_size(per_member, packing.memory_budget(device), device, len(members))
         if size < len(members):
             log.info("%s: %s (%s)", self._who(members), packing.describe_pack(len(members), size), limit)

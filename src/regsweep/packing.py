@@ -99,9 +99,12 @@ def footprint(net: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
     return sum(p.numel() for p in net.parameters()), sum(activations)
 
 
-def member_bytes(parameters: int, activations_per_sample: int, batch_size: int, optimizer_states: int) -> int:
-    """A member's training memory: weights, gradients and optimizer state, plus the activations autograd keeps."""
-    return 4 * (parameters * (2 + optimizer_states) + 3 * activations_per_sample * batch_size)
+def member_bytes(parameters: int, activations_per_sample: int, batch_size: int, optimizer_states: int,
+                 eval_rows: int) -> int:
+    """A member's memory: weights, gradients and optimizer state, plus the larger of the activations autograd keeps
+    for a minibatch and those of an evaluation batch (``eval_rows`` samples, no autograd)."""
+    activations = max(3 * batch_size, eval_rows) * activations_per_sample
+    return 4 * (parameters * (2 + optimizer_states) + activations)
 
 
 def memory_budget(device: torch.device) -> int:

@@ -32,7 +32,8 @@ from regsweep.data.batches import MemberBatches, Minibatch, MinibatchGroups, Pac
 from regsweep.data.splits import Splits
 from regsweep.trainer import BatchPlan
 
-EVAL_ROWS = 65536  # member x sample rows per evaluation batch: big batches, bounded memory for big packs
+EVAL_MEMBER_ROWS = 4096  # samples a member evaluates per batch: the same in a pack of any size, so its evaluation
+                         # sums split alike wherever it trains (packs then agree bit for bit)
 TRAIN_EVAL_MIN = 256  # training samples re-measured in eval mode after every epoch: as many as the validation
                       # set has (comparable noise, a few % of an epoch's work), at least this many
 
@@ -76,10 +77,6 @@ class PackDataModule(L.LightningDataModule):
     def active(self) -> list[int]:
         return self.progress.active
 
-    @property
-    def eval_batch_size(self) -> int:
-        return max(1, EVAL_ROWS // max(1, len(self.active)))
-
     def _rows(self, limit: int | float | None, n: int) -> int:
         """Samples an evaluation limit keeps: batches of data.batch_size samples, or a fraction of the set."""
         if limit is None or isinstance(limit, float):
@@ -118,11 +115,11 @@ class PackDataModule(L.LightningDataModule):
         else:
             rows = self._rows(self.plan.val, len(s.x_val))
             x_val, y_val = s.x_val[:rows], s.y_val[:rows]
-        return [SharedBatches(x_val, y_val, self.eval_batch_size), SharedBatches(*self.train_eval, self.eval_batch_size)]
+        return [SharedBatches(x_val, y_val, EVAL_MEMBER_ROWS), SharedBatches(*self.train_eval, EVAL_MEMBER_ROWS)]
 
     def test_dataloader(self) -> SharedBatches:
         rows = self._rows(self.plan.test, len(self.splits.x_test))
-        return SharedBatches(self.splits.x_test[:rows], self.splits.y_test[:rows], self.eval_batch_size)
+        return SharedBatches(self.splits.x_test[:rows], self.splits.y_test[:rows], EVAL_MEMBER_ROWS)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is None or not self.trainer.training or not isinstance(batch, list):
