@@ -59,6 +59,9 @@ MAX_LEGEND_ENTRIES = 12
 LEGEND_WRAP = 32  # characters per legend line
 LEGEND_WIDTH = 2.8  # inches added to a figure for its legend on the right
 DPI = 110
+# A job's prediction plot, drawn once per regression job: fixed margins (room for a three-line title) instead of
+# constrained layout, which took 40 % of its time
+PREDICTION_MARGINS = {"left": 0.05, "right": 0.97, "bottom": 0.1, "top": 0.8, "wspace": 0.35}
 Colors = dict[str, tuple[float, ...]]  # label -> RGBA, the same in every figure
 
 
@@ -72,16 +75,20 @@ class PlotFiles:
 
 
 def new_figure(
-    panels: int, panel_size: tuple[float, float] = (5.0, 3.6), columns: int = 3, legend: bool = False
+    panels: int, panel_size: tuple[float, float] = (5.0, 3.6), columns: int = 3, legend: bool = False,
+    margins: dict[str, float] | None = None,
 ) -> tuple["Figure", list["Axes"]]:
-    """A constrained-layout figure of ``panels`` axes; ``legend`` leaves room on the right for one."""
+    """A figure of ``panels`` axes; ``legend`` leaves room on the right for one. Laid out by matplotlib's
+    constrained layout, or with fixed ``margins`` (``Figure.subplots_adjust``'s), which draw in half the time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     columns = min(panels, columns)
     rows = math.ceil(panels / columns)
     width = panel_size[0] * columns + (LEGEND_WIDTH if legend else 0.0)
-    figure = Figure(figsize=(width, panel_size[1] * rows + 0.6), layout="constrained")
+    figure = Figure(figsize=(width, panel_size[1] * rows + 0.6), layout=None if margins else "constrained")
+    if margins:
+        figure.subplots_adjust(**margins)
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for unused in axes[panels:]:
@@ -426,7 +433,7 @@ def draw_prediction_plot(predictions: Predictions, title: str, path: Path) -> Pa
     p = predictions
     low, high = min(p.y_true.min(), p.y_pred.min()), max(p.y_true.max(), p.y_pred.max())
     levels = np.linspace(low, high if high > low else low + 1.0, 21)
-    figure, (true_ax, pred_ax, error_ax) = new_figure(3, panel_size=(4.2, 3.9))
+    figure, (true_ax, pred_ax, error_ax) = new_figure(3, panel_size=(4.2, 3.9), margins=PREDICTION_MARGINS)
     for ax, values, name in ((true_ax, p.y_true, "truth f(x)"), (pred_ax, p.y_pred, "prediction (kept epoch)")):
         add_colorbar(figure, draw_surface(ax, p.x, values, levels, "viridis"), ax)
         ax.set_title(name)
