@@ -79,7 +79,7 @@ def new_figure(
     margins: dict[str, float] | None = None,
 ) -> tuple["Figure", list["Axes"]]:
     """A figure of ``panels`` axes; ``legend`` leaves room on the right for one. Laid out by matplotlib's
-    constrained layout, or with fixed ``margins`` (``Figure.subplots_adjust``'s), which draw in half the time."""
+    constrained layout, or with fixed ``margins`` (``Figure.subplots_adjust``'s), which draw in ~60 % of the time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
