@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install servers train test test-fast bench bench-packs bench-pruning bench-gpu results tensorboard clean
+.PHONY: install debian-packages train test test-fast bench bench-packs bench-pruning bench-gpu results tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,10 @@ install: $(BIN)/regsweep-aggregate
 train: install
 	$(BIN)/python train.py $(ARGS)
 
-servers:                 # Debian's SLURM, munge and PostgreSQL for the launcher and storage tests
-	@bash .ci/install-servers.sh
+debian-packages:         # Debian packages the tests use: SLURM, munge, PostgreSQL (servers), pdflatex
+	@bash .ci/install-debian-packages.sh
 
-test: install servers
+test: install debian-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

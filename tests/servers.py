@@ -5,9 +5,9 @@ show (sacct polling without accounting, races while two workers create Optuna's 
 fixture starts real daemons as child processes of the test run, in a fresh temp dir, on loopback
 and on free ports, waits until they answer, and on teardown stops exactly the processes it started.
 
-Binaries come from Debian (`.ci/install-servers.sh`). Where they are missing or a server does not
+Binaries come from Debian (`.ci/install-debian-packages.sh`). Where they are missing or a server does not
 come up, the fixture skips with the reason; set REGSWEEP_REQUIRE_SERVERS=1 (as CI should, after
-installing them) to fail instead. Outside pytest, `running_slurm()` and `running_postgres()` are
+installing them) to fail instead (``unavailable``: also for the other tools that script installs). Outside pytest, `running_slurm()` and `running_postgres()` are
 plain context managers.
 """
 
@@ -411,7 +411,7 @@ def running_slurm() -> Iterator[SlurmCluster]:
     """Start munged [, MariaDB, slurmdbd when their binaries are installed], slurmctld, slurmd; yield the
     cluster; stop them all."""
     if missing := _missing(SLURM_BINARIES):
-        raise ServerUnavailable(f"not installed: {', '.join(missing)} (run .ci/install-servers.sh)")
+        raise ServerUnavailable(f"not installed: {', '.join(missing)} (run .ci/install-debian-packages.sh)")
     with_dbd = not _missing(ACCOUNTING_BINARIES)
     host = socket.gethostname().split(".")[0]
     user = pwd.getpwuid(os.geteuid()).pw_name
@@ -510,7 +510,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     """initdb into a temp dir, run postgres on a free loopback port, create a user and a database."""
     bindir = postgres_bindir()
     if bindir is None or _missing(("initdb", "postgres", "pg_isready"), path=str(bindir)):
-        raise ServerUnavailable("PostgreSQL server binaries not found (run .ci/install-servers.sh)")
+        raise ServerUnavailable("PostgreSQL server binaries not found (run .ci/install-debian-packages.sh)")
     user = _service_user("postgres")
     with _scratch("regsweep-pg-") as root:
         daemons = Daemons(root)
@@ -541,8 +541,8 @@ def running_postgres() -> Iterator[PostgresServer]:
 # --------------------------------------------------------------------------- fixtures
 
 
-def _unavailable(what: str, err: Exception) -> None:
-    """Skip (developer without the servers) or fail (CI, REGSWEEP_REQUIRE_SERVERS=1)."""
+def unavailable(what: str, err: Exception | str) -> None:
+    """Skip (developer without the Debian packages) or fail (CI, REGSWEEP_REQUIRE_SERVERS=1)."""
     reason = f"{what} unavailable: {err}"
     if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
         pytest.fail(reason, pytrace=False)
@@ -555,7 +555,7 @@ def _start(stack: contextlib.ExitStack, server: contextlib.AbstractContextManage
         return stack.enter_context(server)
     except ServerUnavailable as e:
         error = e
-    _unavailable(what, error)
+    unavailable(what, error)
 
 
 @pytest.fixture(scope="session")
@@ -575,6 +575,6 @@ def postgres_server() -> Iterator[PostgresServer]:
     else:
         error = None
     if error is not None:
-        _unavailable("PostgreSQL", error)
+        unavailable("PostgreSQL", error)
     with contextlib.ExitStack() as stack:
         yield _start(stack, running_postgres(), "PostgreSQL")

@@ -1,17 +1,22 @@
-"""What summary.md tells a reader: baseline and why, which pairs, answers first, penalties, sparsity, problems."""
+"""What summary.md tells a reader: baseline and why, which pairs, answers first, penalties, sparsity, problems;
+summary.tex: the same numbers for a paper."""
 
 from __future__ import annotations
 
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import unavailable
 from test_aggregate_fixtures import REGRESSION_LOSS, make_job, make_regression_sweep, make_regularizer_sweep
 
 from regsweep.aggregate import aggregate_sweep
 from regsweep.aggregate.compare import MAX_ALL_PAIRS_GROUPS
+from regsweep.aggregate.latex import escape
 from regsweep.aggregate.tables import mean_se_text
 from regsweep.metrics import METRICS
 
@@ -171,6 +176,74 @@ def test_sparsity_table_has_three_thresholds_of_the_kept_epoch(tmp_path: Path) -
     assert "kept epoch" in sparsity and "weights.npz" in sparsity
     assert "below 0.001 (a fixed cut, about one Adam step" in sparsity and "below 1e-05" in sparsity
     assert "1% of their layer's RMS" in sparsity and "always-zero input pixels" in sparsity
+
+
+def markdown_cells(table: str) -> dict[str, list[str]]:
+    """A markdown table's rows, the header's too, by their first cell."""
+    lines = table.splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in [lines[0], *lines[2:]]]
+    return {row[0]: row[1:] for row in rows}
+
+
+def latex_cells(tabular: str) -> dict[str, list[str]]:
+    """A booktabs tabular's rows, the header's too, by their first cell, read back to the characters printed."""
+    body = tabular.split("\\toprule\n")[1].split("\n\\bottomrule")[0].replace("\\midrule\n", "")
+    printed = {r"$\pm$": "±", "$-$": "-", r"\%": "%", r"\textless{}": "<", "--": "–"}
+    rows = []
+    for line in body.splitlines():
+        assert line.endswith(r" \\")
+        for latex, char in printed.items():
+            line = line.replace(latex, char)
+        rows.append(line.removesuffix(r" \\").split(" & "))
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_summary_tex_holds_the_results_and_sparsity_tables_as_latex(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    make_job(tmp_path, 12, ["regularizer=l1", "seed=4"], 0.0, status="failed", error="diverged", regularizer="l1")
+    aggregate_sweep(tmp_path, plots=False)
+    markdown = (tmp_path / "summary.md").read_text()
+    tex = (tmp_path / "summary.tex").read_text()
+    tabulars = re.findall(r"\\caption\{.*?\}\n\\begin\{tabular\}\{lr+\}\n\\toprule\n.*?\\end\{tabular\}", tex, re.S)
+    assert len(tabulars) == 2 and "\\usepackage{booktabs}" in tex
+    results, sparsity = map(latex_cells, tabulars)
+    expected = markdown_cells(section(markdown, "Results").split("\n\n")[2])
+    expected_header = expected.pop("group")
+    tex_header = results.pop("group")
+    assert set(results) == set(expected) == {"regularizer=none", "regularizer=l1", "regularizer=l2"}
+    columns = [expected_header.index(name) for name in tex_header[:-1]]  # the short table: some of the columns
+    assert tex_header[:-1] == ["test acc (%)", "val acc (%)", "test loss", "val loss", "gen gap loss"]
+    for label, cells in results.items():
+        assert cells[:-1] == [expected[label][i] for i in columns]  # the same mean ± SE cells
+        assert cells[-1] == "4"  # n: the seeds a mean is over, not the jobs (l1's failed fifth seed is not one)
+    assert expected["regularizer=l1"][-1] == "4/1/0"
+    assert sparsity == markdown_cells(section(markdown, "Sparsity").split("\n\n")[2])
+    header = tabulars[0].splitlines()[3]
+    assert header.startswith(r"group & test acc (\%) & val acc (\%) & test loss") and header.endswith(r" & n \\")
+    assert r"\caption{Mean $\pm$ standard error over the n seeds of each group" in tabulars[0]
+
+
+def test_latex_escape_prints_every_special_character_literally() -> None:
+    text = "model.hidden_sizes=[512,256] & 5% <1e-3> {x} ~ ^ $ # \\ | ± – -0.5 [-2.1, 3]"
+    assert escape(text) == (
+        r"model.hidden\_sizes=[512,256] \& 5\% \textless{}1e-3\textgreater{} \{x\} \textasciitilde{} "
+        r"\textasciicircum{} \$ \# \textbackslash{} \textbar{} $\pm$ -- $-$0.5 [$-$2.1, 3]"
+    )
+
+
+def test_summary_tex_compiles(tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        unavailable("pdflatex", "not installed (run .ci/install-debian-packages.sh)")
+    for num, (sizes, seed) in enumerate([("[128]", 0), ("[128]", 1), ("[512,256]", 0), ("[512,256]", 1)]):
+        make_job(tmp_path / "sweep", num, [f"model.hidden_sizes={sizes}", f"seed={seed}"], 0.9 + num / 100,
+                 regularizer="l1")  # labels with an underscore and brackets; a sparsity table
+    aggregate_sweep(tmp_path / "sweep", plots=False)
+    document = tmp_path / "paper.tex"
+    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
+                        f"\\input{{{(tmp_path / 'sweep' / 'summary.tex').as_posix()}}}\n\\end{{document}}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and (tmp_path / "paper.pdf").exists(), done.stdout[-2000:]
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

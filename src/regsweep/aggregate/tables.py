@@ -1,4 +1,4 @@
-"""Text outputs: summary.csv, comparisons.csv, summary.md and the terminal table.
+"""Text outputs: summary.csv, comparisons.csv, summary.md, summary.tex and the terminal table.
 
 Everything here is rendered from numbers computed elsewhere, with no timestamps, so re-running
 the aggregation on the same records writes byte-identical files.
@@ -24,6 +24,7 @@ from regsweep.aggregate.compare import (
     headline_metric,
     pair_names,
 )
+from regsweep.aggregate.latex import latex_table
 from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order, job_seed
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
@@ -41,6 +42,7 @@ LEFT_OUT = {
 }
 LR_KEY = "optimizer.lr"
 SUMMARY_FILE = "summary.md"  # the sweep's report: printed path, docs/results.md sections
+LATEX_FILE = "summary.tex"
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,9 @@ SPARSITY_COLUMNS = (
     Column(f"sparsity < {SPARSITY_TINY:g} (%)", "best/weights/sparsity_1e-5", 100, 2),
     Column(f"sparsity < {SPARSITY_RELATIVE:.0%} of layer RMS (%)", "best/weights/sparsity_rel", 100, 2),
 )
-CONSOLE_METRICS = {"test/acc", "best/val/acc", "test/loss", "best/val/loss", "final/gen_gap/loss"}
-CONSOLE_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in CONSOLE_METRICS)
+# The short table, one a terminal or a paper's page holds: printed at a multirun's end, and summary.tex.
+SHORT_METRICS = {"test/acc", "best/val/acc", "test/loss", "best/val/loss", "final/gen_gap/loss"}
+SHORT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in SHORT_METRICS)
 
 
 def format_optional(value: float, spec: str) -> str:
@@ -171,19 +174,40 @@ def present_columns(sweep: Sweep, descriptions: Descriptions, columns: tuple[Col
     return [c for c in columns if has_data(descriptions, [g.label for g in sweep.groups], c.metric)]
 
 
-def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...], counts: bool = True) -> str:
-    """Mean ± SE per group for the columns the sweep has data for, then (with ``counts``) the job counts."""
+def results_cells(
+    sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...], statuses: tuple[str, ...]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: mean ± SE per group for the columns the sweep has data for, then its job counts of
+    ``statuses`` (one column, ``ok/failed/...``; none without statuses)."""
     present = present_columns(sweep, descriptions, columns)
-    statuses = counted_statuses(sweep) if counts else ()
+    counts = ["/".join(statuses)] if statuses else []
     rows = [
         [
             group.label,
             *(mean_se_cell(descriptions[group.label].get(c.metric), c) for c in present),
-            *(["/".join(map(str, job_counts(group, statuses)))] if counts else []),
+            *(["/".join(map(str, job_counts(group, statuses)))] if statuses else []),
         ]
         for group in sweep.groups
     ]
-    return markdown_table(["group", *(c.header for c in present), *(["/".join(statuses)] if counts else [])], rows)
+    return ["group", *(c.header for c in present), *counts], rows
+
+
+def results_table(sweep: Sweep, descriptions: Descriptions, columns: tuple[Column, ...], counts: bool = True) -> str:
+    """``results_cells`` as markdown, counting (with ``counts``) every status some job has."""
+    return markdown_table(*results_cells(sweep, descriptions, columns, counted_statuses(sweep) if counts else ()))
+
+
+def latex_summary(sweep: Sweep, descriptions: Descriptions) -> str:
+    """summary.tex: the short results table and (when measured) the sparsity table as LaTeX tables, for a paper."""
+    header, rows = results_cells(sweep, descriptions, SHORT_COLUMNS, (OK,))
+    header[-1] = "n"  # the seeds each mean is over
+    caption = (f"Mean ± standard error over the n seeds of each group (sweep {sweep.sweep_dir.name}). Validation "
+               "metrics are those of the kept epoch, test metrics those of its weights.")
+    tables = [latex_table(header, rows, caption)]
+    if present_columns(sweep, descriptions, SPARSITY_COLUMNS):
+        caption = "Share of the kept epoch's weight-matrix entries below each threshold, mean ± standard error."
+        tables.append(latex_table(*results_cells(sweep, descriptions, SPARSITY_COLUMNS, ()), caption))
+    return "% regsweep's seed summary as LaTeX (every column: summary.md, summary.csv); needs \\usepackage{booktabs}.\n" + "\n\n".join(tables) + "\n"
 
 
 def counted_statuses(sweep: Sweep) -> tuple[str, ...]:
@@ -203,7 +227,7 @@ def job_totals_line(sweep: Sweep) -> str:
 def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None) -> str:
     """The short table printed at the end of a multirun."""
     lines = [f"Sweep {sweep.sweep_dir}: {job_totals_line(sweep)} (mean ± SE over seeds)"]
-    lines.append(results_table(sweep, descriptions, CONSOLE_COLUMNS))
+    lines.append(results_table(sweep, descriptions, SHORT_COLUMNS))
     if baseline:
         lines.append(f"baseline: {baseline}")
     return "\n".join(lines)
@@ -431,11 +455,12 @@ def summary_markdown(
 def write_reports(
     sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], markdown: str
 ) -> list[Path]:
-    """Write summary.csv, comparisons.csv and the ``summary_markdown`` text as summary.md."""
+    """Write summary.csv, comparisons.csv, the ``summary_markdown`` text as summary.md, and summary.tex."""
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
         "comparisons.csv": comparisons_csv(comparisons),
         SUMMARY_FILE: markdown,
+        LATEX_FILE: latex_summary(sweep, descriptions),
     }
     for name, text in texts.items():
         atomic_write_text(sweep.sweep_dir / name, text)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Install what tests/servers.py needs to start real servers: a one-node SLURM cluster with
-# accounting (slurm-wlm, munge, slurmdbd + MariaDB) and PostgreSQL, all from Debian.
+# Install the Debian packages the tests need: what tests/servers.py starts real servers from (a
+# one-node SLURM cluster with accounting: slurm-wlm, munge, slurmdbd + MariaDB; PostgreSQL), and
+# pdflatex with booktabs (a test compiles a sweep's summary.tex).
 #
 # Safe to re-run: packages already installed are left alone (nothing is upgraded) and the
 # script exits 0 at once. Needs no systemd and starts nothing: the test fixtures run private
-# daemons in temp dirs on free loopback ports. Cost on a fresh Debian 12 machine: about 30 s
-# (apt-get update + 50 packages, ~60 MB download); about 0.1 s when all is installed. Without
-# apt-get, or without root or sudo, it says the server tests will skip and exits 0.
+# daemons in temp dirs on free loopback ports. Cost on a fresh Debian 12 machine: about 30 s for
+# the servers (apt-get update + 50 packages, ~60 MB download) and ~60 MB more for TeX Live; about
+# 0.1 s when all is installed. Without apt-get, or without root or sudo, it says which tests will
+# skip and exits 0.
 set -euo pipefail
 
-PACKAGES=(slurm-wlm munge slurmdbd mariadb-server-core mariadb-client-core postgresql)
+PACKAGES=(slurm-wlm munge slurmdbd mariadb-server-core mariadb-client-core postgresql
+          texlive-latex-base texlive-latex-recommended)
 SUDO=()
 ((EUID == 0)) || SUDO=(sudo)
 
@@ -20,7 +23,7 @@ done
 
 if ((${#missing[@]})); then
     if { ((EUID != 0)) && ! command -v sudo >/dev/null; } || ! command -v apt-get >/dev/null; then
-        echo "install-servers: no apt-get, or not root and no sudo: the SLURM and PostgreSQL tests will skip"
+        echo "install-debian-packages: no apt-get, or not root and no sudo: the SLURM, PostgreSQL and LaTeX tests will skip"
         exit 0
     fi
     # No systemd here: stop package scripts from trying to start (and failing on) the system
@@ -29,7 +32,7 @@ if ((${#missing[@]})); then
         printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
         "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
         trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
-        echo "install-servers: blocked service starts during the install (policy-rc.d)"
+        echo "install-debian-packages: blocked service starts during the install (policy-rc.d)"
     fi
     log=$(mktemp)
     start=$SECONDS
@@ -37,11 +40,11 @@ if ((${#missing[@]})); then
     if ! { "${SUDO[@]}" apt-get update -qq &&
            "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
-        echo "install-servers: apt-get failed (full log: $log)" >&2
+        echo "install-debian-packages: apt-get failed (full log: $log)" >&2
         exit 1
     fi
     rm -f "$log"
-    echo "install-servers: installed ${missing[*]} in $((SECONDS - start)) s"
+    echo "install-debian-packages: installed ${missing[*]} in $((SECONDS - start)) s"
 else
-    echo "install-servers: already installed: ${PACKAGES[*]}"
+    echo "install-debian-packages: already installed: ${PACKAGES[*]}"
 fi
