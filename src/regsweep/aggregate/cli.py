@@ -16,7 +16,7 @@ USAGE_ERROR = 2
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="regsweep-aggregate",
-        description="Summarize a sweep dir over seeds: summary.csv/.md, comparisons, plots, TensorBoard runs.",
+        description="Summarize a sweep dir over seeds: summary.md/.csv/.tex, comparisons, plots, TensorBoard runs.",
     )
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir, or a dir above several: every job under it")
     parser.add_argument(
