@@ -19,6 +19,7 @@ from regsweep.aggregate.compare import MAX_ALL_PAIRS_GROUPS
 from regsweep.aggregate.latex import escape
 from regsweep.aggregate.tables import mean_se_text
 from regsweep.metrics import METRICS
+from regsweep.records import read_result, write_result
 
 GRID = [(0.0, 0.0), (0.0, 1e-4), (1e-5, 0.0), (1e-5, 1e-4)]  # (l1, l2): regularizer=l1l2 regularizer.l1=0,1e-5 ...
 
@@ -244,6 +245,40 @@ def test_summary_tex_compiles(tmp_path: Path) -> None:
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and (tmp_path / "paper.pdf").exists(), done.stdout[-2000:]
+
+
+ENVIRONMENT = {"regsweep": "0.1.0", "git_commit": "ea65c77ce3af438c68080fffe38dbd6df79fcc0d", "git_dirty": False,
+               "python": "3.11.7", "torch": "2.13.0+cpu", "lightning": "2.6.6", "numpy": "2.4.6",
+               "device": "cpu (Intel(R) Xeon(R) Processor, x86_64)"}
+
+
+def record_environment(job_dir: Path, environment: dict) -> None:
+    record = read_result(job_dir)
+    record.environment = environment
+    write_result(job_dir, record)
+
+
+def test_the_summary_names_the_environment_and_cautions_when_jobs_ran_in_several(tmp_path: Path) -> None:
+    job_dirs = sorted(p for p in make_regularizer_sweep(tmp_path).iterdir() if p.is_dir())
+    for job_dir in job_dirs:
+        record_environment(job_dir, ENVIRONMENT)
+    aggregate_sweep(tmp_path, plots=False)
+    same = section((tmp_path / "summary.md").read_text(), "Environment")
+    assert "Every job: regsweep 0.1.0 (git ea65c77), Python 3.11.7, torch 2.13.0+cpu, lightning 2.6.6, numpy " \
+        "2.4.6; cpu (Intel(R) Xeon(R) Processor, x86_64)." in same
+
+    gpu = {**ENVIRONMENT, "git_dirty": True, "torch": "2.13.0+cu128", "device": "cuda (NVIDIA H200)"}
+    for job_dir in job_dirs[:2]:
+        record_environment(job_dir, gpu)
+    record_environment(job_dirs[2], {})  # written before records had an environment
+    aggregate_sweep(tmp_path, plots=False)
+    several = section((tmp_path / "summary.md").read_text(), "Environments")
+    assert "The jobs ran in 2 environments" in several and "may be partly the environment's" in several
+    assert "- regsweep 0.1.0 (git ea65c77, uncommitted changes), Python 3.11.7, torch 2.13.0+cu128, lightning " \
+        f"2.6.6, numpy 2.4.6; cuda (NVIDIA H200): 2 jobs ({job_dirs[0].name}, {job_dirs[1].name})" in several
+    assert "torch 2.13.0+cpu, lightning 2.6.6, numpy 2.4.6; cpu (Intel(R) Xeon(R) Processor, x86_64): 9 jobs (" \
+        in several
+    assert "1 job recorded none (an older regsweep's records)." in several
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:

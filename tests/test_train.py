@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CONF_DIR, ROOT, SHARED_DATA, TINY
-from regsweep import checkpoints, metrics
+from regsweep import checkpoints, metrics, provenance
 from regsweep.callbacks import GeneralizationGapStopping
 from regsweep.config import validate
 from regsweep.errors import ConfigError, DivergenceError
@@ -44,6 +45,11 @@ def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tm
     assert best["val/loss"] == min(r["val/loss"] for r in rows)
     weights = np.load(tmp_path / WEIGHTS_FILE)
     assert sorted(weights.files) == ["1.weight", "3.weight"] and weights["1.weight"].shape == (32, 64)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert record.environment["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    assert record.environment["torch"] == torch.__version__ and record.environment["lightning"] == lightning.__version__
+    trained_on = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu ("  # accelerator auto
+    assert record.environment["device"].startswith(trained_on)
 
     events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0, "scalars": 0, "tensors": 0}).Reload()
     tags = events.Tags()
@@ -57,6 +63,23 @@ def test_short_digits_run_leaves_record_csv_weights_and_tensorboard(make_cfg, tm
     assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(test["test/acc"])
     assert events.Scalars("hp/best_val_acc")[-1].value == pytest.approx(best["val/acc"])
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_record_names_the_commit_of_the_packages_own_checkout_only(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "-c", "user.name=regsweep", "-c", "user.email=regsweep@localhost", "commit", "-q", "--allow-empty",
+        "-m", "a project")
+    installed = tmp_path / ".venv" / "lib"  # the package installed in a venv inside another project's repository
+    installed.mkdir(parents=True)
+    assert provenance.software(installed)["git_commit"] is None
+    assert provenance.software(tmp_path)["git_commit"] == git(tmp_path, "rev-parse", "HEAD")
+    assert provenance.software(tmp_path)["git_dirty"] is False
+    (installed / "changed.py").write_text("")
+    assert provenance.software.__wrapped__(tmp_path)["git_dirty"] is True  # uncached: the tree changed
 
 
 def test_each_members_histogram_is_its_own_histc() -> None:

@@ -45,6 +45,7 @@ from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs, member_histograms
 from regsweep.metrics import REGRESSION
 from regsweep.optim import OPTIMIZERS
+from regsweep.provenance import environment
 from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
 from regsweep.sweep.lock import pack_claim
@@ -285,6 +286,8 @@ class PackRun:
             members[0].cfg.trainer, callbacks=plain + [c for m in members for c in m.callbacks],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
         device = trainer.strategy.root_device
+        for member in members:
+            member.record.environment = environment(device)
         log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
                  settings.model.name, settings.model.hidden_sizes, settings.optimizer.name, plan.max_epochs - start,
                  plan.max_epochs, device)

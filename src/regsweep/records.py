@@ -27,7 +27,7 @@ RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
 PREDICTIONS_FILE = "predictions.npz"  # regression: x [N, 2] test points, y_true [N], y_pred [N] of the kept epoch
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: environment
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
 # (resumable from its last checkpoint).
 OK, FAILED, PRUNED, INTERRUPTED = "ok", "failed", "pruned", "interrupted"
@@ -91,6 +91,7 @@ class ResultRecord:
     tags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the job (or of its pack)
     threads: int | None = None  # torch's intra-op threads (the cores divided among parallel workers)
+    environment: dict[str, Any] = field(default_factory=dict)  # code, library versions, device (provenance.py)
     started_at: str | None = None
     finished_at: str | None = None
     schema: int = SCHEMA_VERSION

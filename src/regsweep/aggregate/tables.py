@@ -31,6 +31,7 @@ from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
 from regsweep.console import count, fmt
 from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY, metric
+from regsweep.provenance import environment_text
 from regsweep.records import EPOCHS_FILE, FAILED, INTERRUPTED, OK, PREDICTIONS_FILE, PRUNED, RESULT_FILE, WEIGHTS_FILE
 
 MAX_ERROR_CHARS = 300
@@ -43,6 +44,9 @@ LEFT_OUT = {
 LR_KEY = "optimizer.lr"
 SUMMARY_FILE = "summary.md"  # the sweep's report: printed path, docs/results.md sections
 LATEX_FILE = "summary.tex"
+ENVIRONMENTS_CAUTION = ("The jobs ran in {n} environments: other devices and library versions round differently (the "
+                        "last digits, more after many epochs), so a difference between groups that ran apart may be "
+                        "partly the environment's.")
 
 
 @dataclass(frozen=True)
@@ -411,6 +415,26 @@ def plots_section(sweep: Sweep, plots: list[Path], job_plots: list[Path]) -> lis
     return [*lines, ""]
 
 
+def environment_section(sweep: Sweep) -> list[str]:
+    """The code, libraries and device the ok jobs ran with; a caution when they ran in more than one."""
+    ran: dict[str, list[str]] = {}
+    unrecorded = 0
+    for job in (job for group in sweep.groups for job in group.jobs if job.ok):
+        if job.record.environment:
+            ran.setdefault(environment_text(job.record.environment), []).append(job.name)
+        else:
+            unrecorded += 1
+    if not ran:
+        return []
+    older = [f"{count(unrecorded, 'job')} recorded none (an older regsweep's records)."] if unrecorded else []
+    if len(ran) == 1:
+        return ["## Environment", "", f"{'Every job' if not unrecorded else 'Every job that recorded one'}: "
+                f"{next(iter(ran))}.", *([""] + older if older else []), ""]
+    lines = [f"- {text}: {count(len(names), 'job')} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+             for text, names in ran.items()]
+    return ["## Environments", "", f"{ENVIRONMENTS_CAUTION.format(n=len(ran))}", "", *lines, *older, ""]
+
+
 def columns_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
     """What each table column measures, as the metric declarations (regsweep.metrics) say."""
     lines = [f"- {c.header}: `{c.metric}`, {declared.doc}"
@@ -447,6 +471,7 @@ def summary_markdown(
         *comparisons_section(comparisons),
         *problems_section(sweep),
         *plots_section(sweep, plots, job_plots),
+        *environment_section(sweep),
         *columns_section(sweep, descriptions),
     ]
     return "\n".join(lines)
