@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the aggregation reads records without importing torch
     import torch
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # src/regsweep/ -> the repository, when run from a checkout
-LIBRARIES = {"torch": "torch", "lightning": "lightning", "numpy": "numpy"}  # record key -> distribution
+LIBRARIES = ("torch", "lightning", "numpy")  # the distributions whose versions can move the numbers
 GIT_TIMEOUT_S = 10
 
 
@@ -31,7 +31,8 @@ def environment(device: torch.device) -> dict[str, str | bool | None]:
 def software(source_root: Path) -> dict[str, str | bool | None]:
     """The versions, and the commit of ``source_root`` when it is a repository's top (not a repository that a
     virtual environment with the package installed happens to lie in)."""
-    checkout = _git(source_root, "rev-parse", "--show-toplevel") == str(source_root)
+    top = _git(source_root, "rev-parse", "--show-toplevel")
+    checkout = top is not None and Path(top).resolve() == source_root.resolve()
     commit = _git(source_root, "rev-parse", "HEAD") if checkout else None
     changes = _git(source_root, "status", "--porcelain") if commit else None
     return {
@@ -39,7 +40,7 @@ def software(source_root: Path) -> dict[str, str | bool | None]:
         "git_commit": commit,
         "git_dirty": None if changes is None else bool(changes),  # uncommitted changes to the code or configs
         "python": platform.python_version(),
-        **{key: _version(distribution) for key, distribution in LIBRARIES.items()},
+        **{library: _version(library) for library in LIBRARIES},
     }
 
 
