@@ -5,10 +5,10 @@ show (sacct polling without accounting, races while two workers create Optuna's 
 fixture starts real daemons as child processes of the test run, in a fresh temp dir, on loopback
 and on free ports, waits until they answer, and on teardown stops exactly the processes it started.
 
-Binaries come from Debian (`.ci/install-debian-packages.sh`). Where they are missing or a server does not
-come up, the fixture skips with the reason; set REGSWEEP_REQUIRE_SERVERS=1 (as CI should, after
-installing them) to fail instead (``unavailable``: also for the other tools that script installs). Outside pytest, `running_slurm()` and `running_postgres()` are
-plain context managers.
+Binaries come from Debian (`.ci/install-debian-packages.sh`). Where they are missing or a server does
+not come up, the fixture skips with the reason; set REGSWEEP_REQUIRE_SERVERS=1 (as CI should, after
+installing them) to fail instead (``unavailable``: also for the other tools that script installs).
+Outside pytest, `running_slurm()` and `running_postgres()` are plain context managers.
 """
 
 from __future__ import annotations

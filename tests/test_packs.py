@@ -26,6 +26,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, TINY, run_train
+from regsweep import packing
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
 from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, net_param_groups
@@ -290,8 +291,6 @@ def test_a_packed_multirun_leaves_what_the_sequential_one_leaves(tmp_path: Path)
 
 def test_a_chunk_is_what_fits_in_memory_and_on_a_cpu_no_more_than_the_cap() -> None:
     """A CPU trains large packs in chunks of at most CPU_MAX_MEMBERS (faster per member); a GPU only by memory."""
-    from regsweep import packing
-
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     many = 3 * packing.CPU_MAX_MEMBERS
     capped, limit = packing.chunk_size(10, 10**9, cpu, many)
@@ -304,8 +303,6 @@ def test_a_chunk_is_what_fits_in_memory_and_on_a_cpu_no_more_than_the_cap() -> N
 
 
 def test_a_members_memory_counts_the_larger_of_a_training_minibatch_and_an_evaluation_batch() -> None:
-    from regsweep import packing
-
     weights = 4 * 1000 * (2 + 2)  # parameters, their gradients and two Adam states, in float32 bytes
     assert packing.member_bytes(1000, 50, 128, 2, eval_rows=64) == weights + 4 * 50 * 3 * 128  # autograd's
     assert packing.member_bytes(1000, 50, 128, 2, eval_rows=4096) == weights + 4 * 50 * 4096  # evaluation's
@@ -314,8 +311,6 @@ def test_a_members_memory_counts_the_larger_of_a_training_minibatch_and_an_evalu
 def test_a_pack_larger_than_memory_trains_in_chunks_with_the_same_numbers(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """pack.size=auto splits a pack the device cannot hold into chunks; every member's numbers stay its own."""
-    from regsweep import packing
-
     members = [[f"seed={seed}"] for seed in range(3)]
     whole = train_pack(tmp_path, members, "whole")
     planned: list[tuple[int, str]] = []

@@ -286,8 +286,9 @@ class PackRun:
             members[0].cfg.trainer, callbacks=plain + [c for m in members for c in m.callbacks],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
         device = trainer.strategy.root_device
+        ran_in = environment(device)
         for member in members:
-            member.record.environment = environment(device)
+            member.record.environment = dict(ran_in)
         log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
                  settings.model.name, settings.model.hidden_sizes, settings.optimizer.name, plan.max_epochs - start,
                  plan.max_epochs, device)

@@ -211,7 +211,9 @@ def latex_summary(sweep: Sweep, descriptions: Descriptions) -> str:
     if present_columns(sweep, descriptions, SPARSITY_COLUMNS):
         caption = "Share of the kept epoch's weight-matrix entries below each threshold, mean ± standard error."
         tables.append(latex_table(*results_cells(sweep, descriptions, SPARSITY_COLUMNS, ()), caption))
-    return "% regsweep's seed summary as LaTeX (every column: summary.md, summary.csv); needs \\usepackage{booktabs}.\n" + "\n\n".join(tables) + "\n"
+    preamble = ("% regsweep's seed summary as LaTeX (every column: summary.md, summary.csv); "
+                "needs \\usepackage{booktabs}.")
+    return "\n".join([preamble, "\n\n".join(tables), ""])
 
 
 def counted_statuses(sweep: Sweep) -> tuple[str, ...]:
@@ -426,13 +428,14 @@ def environment_section(sweep: Sweep) -> list[str]:
             unrecorded += 1
     if not ran:
         return []
-    older = [f"{count(unrecorded, 'job')} recorded none (an older regsweep's records)."] if unrecorded else []
+    older = f"{count(unrecorded, 'job')} recorded none (an older regsweep's records)."
     if len(ran) == 1:
-        return ["## Environment", "", f"{'Every job' if not unrecorded else 'Every job that recorded one'}: "
-                f"{next(iter(ran))}.", *([""] + older if older else []), ""]
+        every = "Every job that recorded one" if unrecorded else "Every job"
+        return ["## Environment", "", f"{every}: {next(iter(ran))}.", "", *([older, ""] if unrecorded else [])]
     lines = [f"- {text}: {count(len(names), 'job')} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
              for text, names in ran.items()]
-    return ["## Environments", "", f"{ENVIRONMENTS_CAUTION.format(n=len(ran))}", "", *lines, *older, ""]
+    return ["## Environments", "", ENVIRONMENTS_CAUTION.format(n=len(ran)), "", *lines,
+            *([f"- {older}"] if unrecorded else []), ""]
 
 
 def columns_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
