@@ -8,6 +8,7 @@ import pytest
 
 from regsweep import reference
 from regsweep.aggregate import aggregate_sweep
+from regsweep.records import OK, JobInfo, ResultRecord
 from regsweep.sweep.plan import SweepPlan
 from test_aggregate_fixtures import make_regularizer_sweep
 
@@ -53,3 +54,16 @@ def test_only_studies_not_run_by_this_call_are_aggregated_again(tmp_path: Path, 
     text = out.read_text()
     assert "## l1_vs_l2:" in text and "## lambda_grid:" in text
     assert text.count("12 of 12 jobs ok") == 2  # records of both, whether aggregated again or not
+
+
+def test_a_study_names_the_device_and_threads_its_records_name_not_the_assembling_machine() -> None:
+    def record(device: str | None, threads: int | None) -> ResultRecord:
+        return ResultRecord(status=OK, job=JobInfo(name="0_seed=0", dir="/sweep/0_seed=0"), seed=0, epochs=3,
+                            threads=threads, environment={"device": device} if device else {})
+
+    run = reference.StudyRun("l1_vs_l2", [], Path("/sweep"), 120.0)
+    h200, xeon = "cuda (NVIDIA H200)", "cpu (Intel(R) Xeon(R) Processor, x86_64)"
+    assert reference.run_facts(run, [record(h200, 8), record(h200, 8)]) == (
+        "2 of 2 jobs ok; seeds 0-0; 3 epochs; wall time 2.0 min on cuda (NVIDIA H200), 8 torch threads")
+    assert reference.where_trained([record(xeon, 1), record(h200, 2)]) == f"on {xeon} and {h200}, 1/2 torch threads"
+    assert reference.where_trained([record(None, 2)]) == "(device not recorded)"

@@ -3,7 +3,7 @@
 Each study of ``conf/experiment/`` runs as a user runs it (``python train.py -m experiment=<name>``)
 into ``<work>/<name>``; re-running resumes an interrupted study (completed jobs are kept). Its
 seed summary (summary.md) goes into docs/results.md under the exact command, with the run's
-seeds, epochs, wall time and machine, and its group plots are copied next to it. What a study's
+seeds, epochs, wall time and device, and its group plots are copied next to it. What a study's
 numbers mean, and how they compare with the course reports, is prose written after reading them:
 ``docs/notes/<name>.md``, included when present.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -99,7 +98,7 @@ def current_records(sweep_dir: Path, aggregated: bool) -> list[ResultRecord]:
 
 
 def run_facts(run: StudyRun, records: list[ResultRecord]) -> str:
-    """Jobs, seeds and epochs trained, from the records; wall time; the machine."""
+    """Jobs, seeds and epochs trained, from the records; wall time; where they trained."""
     ok = [r for r in records if r.status == OK]
     seeds = sorted({r.seed for r in ok if r.seed is not None})
     epochs = sorted({r.epochs for r in ok})
@@ -108,7 +107,17 @@ def run_facts(run: StudyRun, records: list[ResultRecord]) -> str:
              f"epochs trained {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"{epochs[0] if epochs else 0} epochs"]
     if run.wall_s is not None:
         parts.append(f"wall time {run.wall_s / 60:.1f} min")
-    return "; ".join(parts) + f" on {os.cpu_count()} CPU cores ({platform.machine()})"
+    return "; ".join(parts) + f" {where_trained(ok)}"
+
+
+def where_trained(records: list[ResultRecord]) -> str:
+    """The device and torch threads the records name (not the machine assembling the page)."""
+    devices = sorted({str(r.environment.get("device")) for r in records if r.environment.get("device")})
+    threads = sorted({r.threads for r in records if r.threads is not None})
+    if not devices:
+        return "(device not recorded)"
+    on_threads = f", {'/'.join(map(str, threads))} torch threads" if threads else ""
+    return f"on {' and '.join(devices)}{on_threads}"
 
 
 def summary_section(run: StudyRun, figures: Path) -> list[str]:
