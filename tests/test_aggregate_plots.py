@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_aggregate_fixtures import make_job, make_regression_sweep, make_regularizer_sweep, write_predictions
+from test_aggregate_fixtures import TEST_ACC, make_job, make_regression_sweep, make_regularizer_sweep, write_predictions
 
 from regsweep.aggregate import aggregate_sweep, plots
 from regsweep.aggregate.load import UnreadableFile
@@ -89,6 +89,7 @@ def test_one_seed_points_have_no_error_bar_and_say_n_1(tmp_path: Path, figures: 
     gap = figures["generalization_gap.png"].axes[0]
     assert "n = 1 seed: no error bars" in gap.get_title()
     assert all("(n = 1)" in tick.get_text() for tick in gap.get_xticklabels())
+    assert "diamond: n = 1 seed: no error bars" in figures["test_metrics.png"].axes[0].get_title()
     assert "no SE band" in figures["learning_curves.png"].axes[0].get_title()
 
 
@@ -121,6 +122,31 @@ def test_classification_accuracy_axes_stay_linear_and_in_percent(tmp_path: Path,
     gap_acc = figures["generalization_gap.png"].axes[0]
     assert gap_acc.get_ylabel() == "gen_gap/acc (pp)"  # a difference of percentages
     assert gap_acc.get_title().startswith("gen_gap/acc (last epoch)")  # when: in the title, not the axis
+
+
+def test_test_metrics_show_every_seed_and_the_mean_with_its_standard_error(tmp_path: Path, figures: dict) -> None:
+    result = aggregate_sweep(make_regularizer_sweep(tmp_path))
+    accuracy, loss = figures["test_metrics.png"].axes[:2]
+    assert accuracy.get_title().startswith("test/acc") and accuracy.get_ylabel() == "test/acc (%)"
+    assert loss.get_title().startswith("test/loss")
+    dots = [collection.get_offsets() for collection in accuracy.collections if len(collection.get_offsets()) > 1]
+    for place, (group, accuracies) in enumerate(TEST_ACC.items()):
+        xs, ys = np.asarray(dots[place]).T
+        assert sorted(ys) == pytest.approx(sorted(100 * np.array(accuracies)))  # one dot per seed, in percent
+        assert np.all(np.abs(xs - place) < 0.5)  # at the group's place
+        mean = next(line for line in accuracy.lines if line.get_marker() == "D" and abs(line.get_xdata()[0] - place) < 0.5)
+        assert mean.get_ydata()[0] == pytest.approx(100 * np.mean(accuracies))
+        assert result.descriptions[f"regularizer={group}"]["test/acc"].mean == pytest.approx(np.mean(accuracies))
+    bars = [c for c in accuracy.containers]
+    half_heights = [np.ptp(segment[:, 1]) / 2 for bar in bars for segment in bar.lines[2][0].get_segments()]
+    expected = [100 * np.std(a, ddof=1) / np.sqrt(len(a)) for a in TEST_ACC.values()]
+    assert half_heights == pytest.approx(expected)  # the bars are standard errors
+
+
+def test_group_names_get_room_side_by_side_under_per_group_panels() -> None:
+    short, long = plots.group_panel_size(["l1", "l2"]), plots.group_panel_size(["model.hidden_sizes=[128]"] * 4)
+    assert short[0] == 4.0  # the smallest panel
+    assert long[0] >= 4 * plots.TICK_CHAR_WIDTH * len("model.hidden_sizes=[128]")  # an unbreakable name fits
 
 
 def test_weight_histograms_say_they_show_the_kept_epoch(tmp_path: Path, figures: dict) -> None:

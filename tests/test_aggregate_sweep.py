@@ -223,7 +223,7 @@ def test_an_interrupted_job_is_counted_and_named(tmp_path: Path) -> None:
 
 def test_plots_are_png_files(aggregated: SweepAggregate) -> None:
     plots = sorted(p.name for p in (aggregated.sweep.sweep_dir / "plots").iterdir())
-    assert plots == ["generalization_gap.png", "learning_curves.png", "weight_histograms.png"]
+    assert plots == ["generalization_gap.png", "learning_curves.png", "test_metrics.png", "weight_histograms.png"]
     for name in plots:
         data = (aggregated.sweep.sweep_dir / "plots" / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000

@@ -77,7 +77,7 @@ def aggregate_sweep(
     pairs = comparison_pairs([g.label for g in sweep.groups], chosen.label, all_pairs)
     comparisons = compare_groups(values, metrics, pairs)
     curves = {group.label: group_curves(group) for group in sweep.groups}
-    plot_files = write_plots(sweep, descriptions, curves) if plots else PlotFiles([], [])
+    plot_files = write_plots(sweep, values, descriptions, curves) if plots else PlotFiles([], [])
     markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)
     outputs = [
         *write_reports(sweep, descriptions, comparisons, markdown),

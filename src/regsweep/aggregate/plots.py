@@ -21,6 +21,7 @@ import numpy as np
 from regsweep.aggregate.curves import Curve, GroupCurves
 from regsweep.aggregate.load import (
     Group,
+    GroupValues,
     Job,
     Predictions,
     Sweep,
@@ -49,6 +50,7 @@ PLOTS_DIR = "plots"
 PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
 LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
+TEST_METRICS = ("test/acc", "test/loss")  # what a study's question is answered by, shown seed by seed
 VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "best/weights/sparsity")
 CURVE_PANELS = {"loss": "loss", "accuracy": "acc"}  # panel -> metric, drawn for val and a train stage
 TRAIN_STAGES = ("train_eval", "train")  # the eval-mode pass (what gen_gap uses) when the jobs logged it
@@ -57,6 +59,8 @@ LOG_SPAN = 10.0  # positive values spanning this factor or more get a log axis
 MAGNITUDE_FLOOR = 1e-8  # exact zeros are drawn at this |w| on the log-magnitude axis
 MAX_LEGEND_ENTRIES = 12
 LEGEND_WRAP = 32  # characters per legend line
+TICK_WRAP = 18  # characters per line of a group's name under its bar
+TICK_CHAR_WIDTH = 0.075  # inches per character of a tick label (fontsize "small")
 LEGEND_WIDTH = 2.8  # inches added to a figure for its legend on the right
 DPI = 110
 # A job's prediction plot, drawn once per regression job: fixed margins (room for a three-line title) instead of
@@ -366,7 +370,55 @@ def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | N
     return save_figure(figure, path)
 
 
-# --- generalization gap -------------------------------------------------------------------------
+# --- per group: test metrics, generalization gap -----------------------------------------------------
+
+
+def group_panel_size(labels: list[str]) -> tuple[float, float]:
+    """Room for the wrapped group names side by side under a per-group panel, up to a point."""
+    widest = max((len(line) for label in labels for line in wrap(label, TICK_WRAP).splitlines()), default=0)
+    per_group = max(1.5, TICK_CHAR_WIDTH * widest + 0.3)
+    return min(max(4.0, per_group * len(labels) + 1), 16.0), 4.4
+
+
+def set_group_ticks(ax: "Axes", labels: list[str], points: list[Description | None]) -> None:
+    """Each group's name and seed count under its place; slanted when there are many."""
+    rotate = len(labels) > 6
+    ticks = [f"{label if rotate else wrap(label, TICK_WRAP)}\n(n = {d.n if d else 0})" for label, d in zip(labels, points)]
+    ax.set_xticks(range(len(labels)), ticks, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                  fontsize="small")
+    if len(labels) == 1:
+        ax.set_xlim(-1, 1)
+
+
+def seed_offsets(n: int) -> np.ndarray:
+    """Where a group's seed dots sit left of its mean: spread evenly, so equal values stay visible apart."""
+    return np.linspace(-0.3, -0.05, n) if n > 1 else np.array([-0.15])
+
+
+def plot_test_metrics(
+    labels: list[str], values: GroupValues, descriptions: Descriptions, colors: Colors, path: Path
+) -> Path | None:
+    """Test accuracy and loss per group: every seed's value as a dot, beside it the mean ± SE (none for one seed)."""
+    metrics = [m for m in TEST_METRICS if has_data(descriptions, labels, m)]
+    if not metrics:
+        return None
+    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
+    for ax, metric in zip(axes, metrics):
+        scale, _ = metric_unit(metric)
+        points = [descriptions[label].get(metric) for label in labels]
+        means, errors = means_and_errors(points, scale)
+        seeds = [values[label][metric][np.isfinite(values[label][metric])] * scale for label in labels]
+        for place, (label, seed_values) in enumerate(zip(labels, seeds)):
+            ax.scatter(place + seed_offsets(len(seed_values)), seed_values, s=14, color=colors[label], alpha=0.6)
+            ax.errorbar(place + 0.15, means[place], yerr=errors[place], marker="D", markersize=6, capsize=4,
+                        color=colors[label], markeredgecolor="black")
+        set_group_ticks(ax, labels, points)
+        log_note = set_y_scale(ax, metric, np.concatenate(seeds))
+        ax.set_title(f"{metric_title(metric)}{log_note}\ndots: seeds; diamond: {single_seed_note(points)}",
+                     fontsize="medium")
+        ax.set(ylabel=metric_axis_label(metric))
+        ax.grid(axis="y", alpha=0.3)
+    return save_figure(figure, path)
 
 
 def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors, path: Path) -> Path | None:
@@ -374,20 +426,14 @@ def plot_generalization_gap(labels: list[str], descriptions: Descriptions, color
     metrics = [m for m in GAP_METRICS if has_data(descriptions, labels, m)]
     if not metrics:
         return None
-    panel_width = min(max(4.0, 1.5 * len(labels) + 1), 16.0)  # room for the wrapped group names, up to a point
-    figure, axes = new_figure(len(metrics), panel_size=(panel_width, 4.4), columns=2)
-    rotate = len(labels) > 6
+    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
     for ax, metric in zip(axes, metrics):
         scale, _ = metric_unit(metric)
         points = [descriptions[label].get(metric) for label in labels]
         means, errors = means_and_errors(points, scale)
         width = 0.6 if len(labels) > 1 else 0.35
         ax.bar(range(len(labels)), means, yerr=errors, width=width, capsize=4, color=[colors[g] for g in labels])
-        ticks = [f"{label if rotate else wrap(label, 18)}\n(n = {d.n if d else 0})" for label, d in zip(labels, points)]
-        ax.set_xticks(range(len(labels)), ticks, rotation=30 if rotate else 0, ha="right" if rotate else "center",
-                      fontsize="small")
-        if len(labels) == 1:
-            ax.set_xlim(-1, 1)
+        set_group_ticks(ax, labels, points)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"{metric_title(metric)}: {declared_metric(metric).formula}\n{single_seed_note(points)}",
                      fontsize="medium")
@@ -518,13 +564,16 @@ def write_job_prediction_plots(predictions: dict[str, list[tuple[Job, Prediction
 # --- everything ---------------------------------------------------------------------------------
 
 
-def write_plots(sweep: Sweep, descriptions: Descriptions, curves: dict[str, GroupCurves]) -> PlotFiles:
+def write_plots(
+    sweep: Sweep, values: GroupValues, descriptions: Descriptions, curves: dict[str, GroupCurves]
+) -> PlotFiles:
     """Every figure that the sweep has data for; returns the files written."""
     plots_dir = sweep.sweep_dir / PLOTS_DIR
     labels = [g.label for g in sweep.groups]
     colors = group_colors(labels)
     predictions = group_predictions(sweep)
     written = [
+        plot_test_metrics(labels, values, descriptions, colors, plots_dir / "test_metrics.png"),
         plot_learning_curves(curves, colors, plots_dir / "learning_curves.png"),
         plot_weight_histograms(sweep, colors, plots_dir / "weight_histograms.png"),
         plot_generalization_gap(labels, descriptions, colors, plots_dir / "generalization_gap.png"),
