@@ -173,8 +173,13 @@ def means_and_errors(descriptions: Sequence[Description | None], scale: float) -
     return means, errors
 
 
+def finite(values: np.ndarray) -> np.ndarray:
+    """The values without NaN (a job that lacks the metric) and infinities."""
+    return values[np.isfinite(values)]
+
+
 def spans_orders_of_magnitude(values: np.ndarray) -> bool:
-    positive = values[np.isfinite(values)]
+    positive = finite(values)
     return positive.size > 1 and bool(np.all(positive > 0)) and positive.max() >= LOG_SPAN * positive.min()
 
 
@@ -333,8 +338,7 @@ def pooled_weights(group: Group) -> np.ndarray:
     for job in group.with_status(OK):
         parameters = list(read_weights(job).values())
         arrays += [p.ravel() for p in parameters if p.ndim >= 2] or [p.ravel() for p in parameters]
-    values = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float32)
-    return values[np.isfinite(values)]
+    return finite(np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float32))
 
 
 def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | None:
@@ -383,7 +387,8 @@ def group_panel_size(labels: list[str]) -> tuple[float, float]:
 def set_group_ticks(ax: "Axes", labels: list[str], points: list[Description | None]) -> None:
     """Each group's name and seed count under its place; slanted when there are many."""
     rotate = len(labels) > 6
-    ticks = [f"{label if rotate else wrap(label, TICK_WRAP)}\n(n = {d.n if d else 0})" for label, d in zip(labels, points)]
+    names = [label if rotate else wrap(label, TICK_WRAP) for label in labels]
+    ticks = [f"{name}\n(n = {d.n if d else 0})" for name, d in zip(names, points)]
     ax.set_xticks(range(len(labels)), ticks, rotation=30 if rotate else 0, ha="right" if rotate else "center",
                   fontsize="small")
     if len(labels) == 1:
@@ -395,50 +400,68 @@ def seed_offsets(n: int) -> np.ndarray:
     return np.linspace(-0.3, -0.05, n) if n > 1 else np.array([-0.15])
 
 
+@dataclass(frozen=True)
+class GroupPanel:
+    """One metric's axes in a per-group figure, with each group's statistics on the figure's scale."""
+
+    ax: "Axes"
+    metric: str
+    scale: float
+    points: list[Description | None]
+    means: np.ndarray
+    errors: np.ndarray
+
+
+def group_panels(
+    labels: list[str], descriptions: Descriptions, metrics: Sequence[str]
+) -> tuple["Figure", list[GroupPanel]] | None:
+    """A panel per metric that some group has, groups side by side, named under their places; None for none."""
+    metrics = [m for m in metrics if has_data(descriptions, labels, m)]
+    if not metrics:
+        return None
+    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
+    panels = []
+    for ax, metric in zip(axes, metrics):
+        scale, _ = metric_unit(metric)
+        points = [descriptions[label].get(metric) for label in labels]
+        set_group_ticks(ax, labels, points)
+        ax.set(ylabel=metric_axis_label(metric))
+        ax.grid(axis="y", alpha=0.3)
+        panels.append(GroupPanel(ax, metric, scale, points, *means_and_errors(points, scale)))
+    return figure, panels
+
+
 def plot_test_metrics(
     labels: list[str], values: GroupValues, descriptions: Descriptions, colors: Colors, path: Path
 ) -> Path | None:
     """Test accuracy and loss per group: every seed's value as a dot, beside it the mean ± SE (none for one seed)."""
-    metrics = [m for m in TEST_METRICS if has_data(descriptions, labels, m)]
-    if not metrics:
+    if (drawing := group_panels(labels, descriptions, TEST_METRICS)) is None:
         return None
-    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
-    for ax, metric in zip(axes, metrics):
-        scale, _ = metric_unit(metric)
-        points = [descriptions[label].get(metric) for label in labels]
-        means, errors = means_and_errors(points, scale)
-        seeds = [values[label][metric][np.isfinite(values[label][metric])] * scale for label in labels]
+    figure, panels = drawing
+    for panel in panels:
+        seeds = [finite(values[label][panel.metric]) * panel.scale for label in labels]
         for place, (label, seed_values) in enumerate(zip(labels, seeds)):
-            ax.scatter(place + seed_offsets(len(seed_values)), seed_values, s=14, color=colors[label], alpha=0.6)
-            ax.errorbar(place + 0.15, means[place], yerr=errors[place], marker="D", markersize=6, capsize=4,
-                        color=colors[label], markeredgecolor="black")
-        set_group_ticks(ax, labels, points)
-        log_note = set_y_scale(ax, metric, np.concatenate(seeds))
-        ax.set_title(f"{metric_title(metric)}{log_note}\ndots: seeds; diamond: {single_seed_note(points)}",
-                     fontsize="medium")
-        ax.set(ylabel=metric_axis_label(metric))
-        ax.grid(axis="y", alpha=0.3)
+            panel.ax.scatter(place + seed_offsets(len(seed_values)), seed_values, s=14, color=colors[label], alpha=0.6)
+            panel.ax.errorbar(place + 0.15, panel.means[place], yerr=panel.errors[place], marker="D", markersize=6,
+                              capsize=4, color=colors[label], markeredgecolor="black")
+        log_note = set_y_scale(panel.ax, panel.metric, np.concatenate(seeds))
+        panel.ax.set_title(f"{metric_title(panel.metric)}{log_note}\ndots: seeds; diamond: "
+                           f"{single_seed_note(panel.points)}", fontsize="medium")
     return save_figure(figure, path)
 
 
 def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors, path: Path) -> Path | None:
     """Last-epoch generalization gap per group, mean with SE error bars (none for one seed)."""
-    metrics = [m for m in GAP_METRICS if has_data(descriptions, labels, m)]
-    if not metrics:
+    if (drawing := group_panels(labels, descriptions, GAP_METRICS)) is None:
         return None
-    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
-    for ax, metric in zip(axes, metrics):
-        scale, _ = metric_unit(metric)
-        points = [descriptions[label].get(metric) for label in labels]
-        means, errors = means_and_errors(points, scale)
+    figure, panels = drawing
+    for panel in panels:
         width = 0.6 if len(labels) > 1 else 0.35
-        ax.bar(range(len(labels)), means, yerr=errors, width=width, capsize=4, color=[colors[g] for g in labels])
-        set_group_ticks(ax, labels, points)
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_title(f"{metric_title(metric)}: {declared_metric(metric).formula}\n{single_seed_note(points)}",
-                     fontsize="medium")
-        ax.set(ylabel=metric_axis_label(metric))
-        ax.grid(axis="y", alpha=0.3)
+        panel.ax.bar(range(len(labels)), panel.means, yerr=panel.errors, width=width, capsize=4,
+                     color=[colors[g] for g in labels])
+        panel.ax.axhline(0, color="black", linewidth=0.8)
+        panel.ax.set_title(f"{metric_title(panel.metric)}: {declared_metric(panel.metric).formula}\n"
+                           f"{single_seed_note(panel.points)}", fontsize="medium")
     return save_figure(figure, path)
 
 
