@@ -149,6 +149,19 @@ def test_group_names_get_room_side_by_side_under_per_group_panels() -> None:
     assert long[0] >= 4 * plots.TICK_CHAR_WIDTH * len("model.hidden_sizes=[128]")  # an unbreakable name fits
 
 
+def test_a_full_batch_is_drawn_at_the_batch_size_its_jobs_recorded(tmp_path: Path, figures: dict) -> None:
+    """``data.batch_size=null`` is no number, but a batch-size study wants it on the axis: at n_train."""
+    for num, (size, seed) in enumerate((size, seed) for size in ("16", "128", "null") for seed in (0, 1)):
+        recorded = 1500 if size == "null" else int(size)
+        make_job(tmp_path, num, [f"data.batch_size={size}", f"seed={seed}"], 0.9 + recorded / 1e5 + seed / 100,
+                 data={"task": "classification", "n_train": 1500, "batch_size": recorded})
+    aggregate_sweep(tmp_path)
+    ax = figures["vs_data.batch_size.png"].axes[0]
+    assert ax.get_xscale() == "log" and "null = 1500 (as recorded)" in ax.get_xlabel()
+    assert list(ax.lines[0].get_xdata()) == [16.0, 128.0, 1500.0]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([100 * (0.905 + s / 1e5) for s in (16, 128, 1500)])
+
+
 def test_weight_histograms_say_they_show_the_kept_epoch(tmp_path: Path, figures: dict) -> None:
     aggregate_sweep(make_regularizer_sweep(tmp_path))
     values_ax, log_ax = figures["weight_histograms.png"].axes[:2]

@@ -136,6 +136,7 @@ def test_regression_run_records_mse_without_accuracy(make_cfg, tmp_path: Path) -
     assert record.status == "ok" and "val/acc" not in record.metrics["final"]
     assert objective == record.metrics["best"]["val/loss"]
     assert math.isfinite(record.metrics["test"]["test/loss"])
+    assert record.data["batch_size"] == record.data["n_train"]  # null: one full batch, recorded as its size
 
 
 def test_diverging_run_fails_with_a_reason_and_a_failed_record(make_cfg, tmp_path: Path) -> None:

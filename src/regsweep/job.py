@@ -34,6 +34,7 @@ from regsweep import checkpoints, packing
 from regsweep.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
 from regsweep.console import count, print_run_summary
+from regsweep.data.batches import batch_rows
 from regsweep.data.datamodule import EVAL_MEMBER_ROWS, MemberData, PackDataModule
 from regsweep.data.sources import load_splits
 from regsweep.data.splits import Splits
@@ -265,7 +266,7 @@ class PackRun:
         generator = torch.Generator()
         net = PackNet(first.settings.model, [MemberModel(0.0, generator, generator)], self.splits.input_shape,
                       self.splits.output_size)
-        batch_size = first.settings.data.batch_size or self.splits.n_train
+        batch_size = batch_rows(first.settings.data.batch_size, self.splits.n_train)
         optimizer = first.settings.optimizer
         per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
                                           OPTIMIZERS[optimizer.name].states(optimizer), EVAL_MEMBER_ROWS)
@@ -428,7 +429,7 @@ class PackRun:
     def _describe_data(self, member: Member) -> None:
         s, splits = member.settings, self.splits
         member.record.data = {"task": s.task, "n_train": splits.n_train, "n_val": len(splits.x_val),
-                              "n_test": len(splits.x_test)}
+                              "n_test": len(splits.x_test), "batch_size": batch_rows(s.data.batch_size, splits.n_train)}
         l1, l2 = s.regularizer.applied(splits.n_train)
         member.record.penalty = {"l1": s.regularizer.l1, "l2": s.regularizer.l2, "l1_applied": l1, "l2_applied": l2,
                                  "scale_by_n_train": s.regularizer.scale_by_n_train}

@@ -86,7 +86,7 @@ class ResultRecord:
     wall_time_s: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # flattened config, e.g. {"regularizer.l1": 1e-4}
-    data: dict[str, Any] = field(default_factory=dict)  # n_train, n_val, n_test, task
+    data: dict[str, Any] = field(default_factory=dict)  # n_train, n_val, n_test, batch_size (effective), task
     penalty: dict[str, float] = field(default_factory=dict)  # nominal and applied l1/l2 (applied = / n_train)
     tags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the job (or of its pack)

@@ -95,6 +95,16 @@ class Group:
         """A record standing for the group's configuration (every job shares all but the seed)."""
         return next(iter(self.ok_records), None) or next((j.record for j in self.jobs if j.record), None)
 
+    def number(self, key: str) -> float | None:
+        """The group's override of ``key`` as a number; a data key given as null (``data.batch_size=null``, a
+        full batch) as the value its record states it came to. None when neither is a number."""
+        number = numeric_value(self.overrides[key]) if key in self.overrides else None
+        section, _, name = key.partition(".")
+        if number is None and section == "data" and self.record is not None:
+            recorded = self.record.data.get(name)
+            number = float(recorded) if is_number(recorded) else None
+        return number
+
     def setting(self, key: str) -> Any:
         """The group's value of a config key: from the record's flattened config, else from its override."""
         record = self.record

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 PLOTS_DIR = "plots"
 PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
-LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train")
+LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train", "batch_size")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
 TEST_METRICS = ("test/acc", "test/loss")  # what a study's question is answered by, shown seed by seed
 VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "best/weights/sparsity")
@@ -260,15 +260,14 @@ def swept_numeric_keys(groups: list[Group]) -> list[str]:
     keys = sorted({key for group in groups for key in group.overrides})
     swept = []
     for key in keys:
-        values = [group.overrides[key] for group in groups if key in group.overrides]
-        numbers = [numeric_value(v) for v in values]
+        numbers = [group.number(key) for group in groups if key in group.overrides]
         if None not in numbers and len(set(numbers)) > 1:
             swept.append(key)
     return swept
 
 
 def set_x_scale(ax: "Axes", key: str, xs: list[float]) -> None:
-    """Log x for rates, penalty strengths and sample sizes; symlog when the sweep includes 0 (no penalty)."""
+    """Log x for rates, penalty strengths, sample and batch sizes; symlog when the sweep includes 0 (no penalty)."""
     if not any(part in key.lower() for part in LOG_SCALE_KEY_PARTS):
         return
     positive = [x for x in xs if x > 0]
@@ -290,6 +289,12 @@ def strength_axis_label(key: str, groups: list[Group]) -> str:
     return f"{key}, nominal\napplied = nominal / n_train{counts}"
 
 
+def recorded_note(key: str, groups: list[Group]) -> str:
+    """Where a value that is not a number (``null``: a full batch) is drawn: at what the records say it came to."""
+    drawn = {g.overrides[key]: g.number(key) for g in groups if numeric_value(g.overrides[key]) is None}
+    return "".join(f"\n{value} = {number:g} (as recorded)" for value, number in drawn.items())
+
+
 def series_by_other_overrides(groups: list[Group], key: str) -> dict[str, list[Group]]:
     """One line per setting of the other varying overrides, labelled by those only."""
     series: dict[str, list[Group]] = {}
@@ -308,13 +313,14 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
     series = series_by_other_overrides(groups, key)
     series_colors = group_colors(list(series))
     figure, axes = new_figure(len(metrics), legend=len(series) > 1)
-    x_label, swept_values = strength_axis_label(key, groups), [float(g.overrides[key]) for g in groups]
+    x_label = strength_axis_label(key, groups) + recorded_note(key, groups)
+    swept_values = [g.number(key) for g in groups]
     for ax, metric in zip(axes, metrics):
         scale, _ = metric_unit(metric)
         shown: list[Description | None] = []
         for name, members in series.items():
-            members = sorted(members, key=lambda g: float(g.overrides[key]))
-            xs = [float(g.overrides[key]) for g in members]
+            members = sorted(members, key=lambda g: g.number(key))
+            xs = [g.number(key) for g in members]
             points = [descriptions[g.label].get(metric) for g in members]
             means, errors = means_and_errors(points, scale)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name, color=series_colors[name])

@@ -17,6 +17,12 @@ import torch
 from torch import Tensor
 
 
+def batch_rows(batch_size: int | None, n: int) -> int:
+    """The samples in a training minibatch: ``data.batch_size``, where null is the whole set (one full batch per
+    epoch), and never more than the set holds."""
+    return min(batch_size or n, n)
+
+
 class Minibatch(NamedTuple):
     """Training: x [members, B, *input], y [members, B(, 1)]; evaluation: x [B, *input], y [B(, 1)], shared."""
 
@@ -50,7 +56,7 @@ class MemberBatches:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}")
         self.x, self.y, self.orders, self.members = x, y, orders, members
-        self.batch_size = min(batch_size or len(x), len(x))
+        self.batch_size = batch_rows(batch_size, len(x))
         self.limit = limit
 
     def __len__(self) -> int:

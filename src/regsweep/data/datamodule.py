@@ -28,7 +28,14 @@ import torch
 from torch import Tensor
 
 from regsweep.data.augment import AugmentSettings, augment_batch
-from regsweep.data.batches import MemberBatches, Minibatch, MinibatchGroups, PackProgress, SharedBatches
+from regsweep.data.batches import (
+    MemberBatches,
+    Minibatch,
+    MinibatchGroups,
+    PackProgress,
+    SharedBatches,
+    batch_rows,
+)
 from regsweep.data.splits import Splits
 from regsweep.trainer import BatchPlan
 
@@ -93,7 +100,7 @@ class PackDataModule(L.LightningDataModule):
             x, y, orders = s.x_train[:rows], s.y_train[:rows], None
         else:
             x, y, orders = s.x_train, s.y_train, [self.members[m].order for m in self.active]
-        size = min(self.batch_size or len(x), len(x))
+        size = batch_rows(self.batch_size, len(x))
         limit = _count(self.plan.train, math.ceil(len(x) / size))
         if self.plan.max_steps is not None:  # this epoch ends where the run's step budget does
             limit = min(limit, max(0, self.plan.max_steps - self.progress.steps_done))
