@@ -149,6 +149,17 @@ def test_group_names_get_room_side_by_side_under_per_group_panels() -> None:
     assert long[0] >= 4 * plots.TICK_CHAR_WIDTH * len("model.hidden_sizes=[128]")  # an unbreakable name fits
 
 
+def test_many_groups_stack_their_panels_instead_of_a_figure_wider_than_a_screen(tmp_path: Path, figures: dict) -> None:
+    for num in range(16):
+        make_job(tmp_path, num, [f"optimizer.lr={num + 1}e-4", f"seed={num % 2}"], 0.9 + num / 1000)
+    aggregate_sweep(tmp_path)
+    for name in ("test_metrics.png", "generalization_gap.png"):
+        figure = figures[name]
+        assert figure.get_figwidth() <= 16.0
+        top, bottom = (ax.get_position() for ax in figure.axes[:2])
+        assert bottom.y1 < top.y0  # one above the other
+
+
 def test_a_full_batch_is_drawn_at_the_batch_size_its_jobs_recorded(tmp_path: Path, figures: dict) -> None:
     """``data.batch_size=null`` is no number, but a batch-size study wants it on the axis: at n_train."""
     for num, (size, seed) in enumerate((size, seed) for size in ("16", "128", "null") for seed in (0, 1)):

@@ -61,6 +61,7 @@ MAX_LEGEND_ENTRIES = 12
 LEGEND_WRAP = 32  # characters per legend line
 TICK_WRAP = 18  # characters per line of a group's name under its bar
 TICK_CHAR_WIDTH = 0.075  # inches per character of a tick label (fontsize "small")
+WIDE_PANEL = 8.0  # inches: per-group panels wider than this are stacked, not put side by side
 LEGEND_WIDTH = 2.8  # inches added to a figure for its legend on the right
 DPI = 110
 # A job's prediction plot, drawn once per regression job: fixed margins (room for a three-line title) instead of
@@ -425,7 +426,8 @@ def group_panels(
     metrics = [m for m in metrics if has_data(descriptions, labels, m)]
     if not metrics:
         return None
-    figure, axes = new_figure(len(metrics), panel_size=group_panel_size(labels), columns=2)
+    size = group_panel_size(labels)
+    figure, axes = new_figure(len(metrics), panel_size=size, columns=2 if size[0] <= WIDE_PANEL else 1)
     panels = []
     for ax, metric in zip(axes, metrics):
         scale, _ = metric_unit(metric)
