@@ -78,8 +78,12 @@ def test_a_record_names_the_commit_of_the_packages_own_checkout_only(tmp_path: P
     assert provenance.software(installed)["git_commit"] is None
     assert provenance.software(tmp_path)["git_commit"] == git(tmp_path, "rev-parse", "HEAD")
     assert provenance.software(tmp_path)["git_dirty"] is False
-    (installed / "changed.py").write_text("")
-    assert provenance.software.__wrapped__(tmp_path)["git_dirty"] is True  # uncached: the tree changed
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text("assembled results")
+    assert provenance.software.__wrapped__(tmp_path)["git_dirty"] is False  # docs cannot move the numbers
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "changed.py").write_text("")
+    assert provenance.software.__wrapped__(tmp_path)["git_dirty"] is True  # uncached: the code changed
 
 
 def test_each_members_histogram_is_its_own_histc() -> None:

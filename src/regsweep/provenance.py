@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the aggregation reads records without importing torch
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # src/regsweep/ -> the repository, when run from a checkout
 LIBRARIES = ("torch", "lightning", "numpy")  # the distributions whose versions can move the numbers
 GIT_TIMEOUT_S = 10
+# What can move the numbers: the code, the configs, the pinned dependencies (not docs, notes or results)
+RESULT_SOURCES = ("src", "conf", "train.py", "pyproject.toml")
 
 
 def environment(device: torch.device) -> dict[str, str | bool | None]:
@@ -34,11 +36,11 @@ def software(source_root: Path) -> dict[str, str | bool | None]:
     top = _git(source_root, "rev-parse", "--show-toplevel")
     checkout = top is not None and Path(top).resolve() == source_root.resolve()
     commit = _git(source_root, "rev-parse", "HEAD") if checkout else None
-    changes = _git(source_root, "status", "--porcelain") if commit else None
+    changes = _git(source_root, "status", "--porcelain", "--", *RESULT_SOURCES) if commit else None
     return {
         "regsweep": _version("regsweep"),
         "git_commit": commit,
-        "git_dirty": None if changes is None else bool(changes),  # uncommitted changes to the code or configs
+        "git_dirty": None if changes is None else bool(changes),  # uncommitted changes to RESULT_SOURCES
         "python": platform.python_version(),
         **{library: _version(library) for library in LIBRARIES},
     }
