@@ -143,6 +143,18 @@ def test_test_metrics_show_every_seed_and_the_mean_with_its_standard_error(tmp_p
     assert half_heights == pytest.approx(expected)  # the bars are standard errors
 
 
+def test_a_group_whose_every_job_failed_has_no_dots_and_the_others_are_drawn(tmp_path: Path, figures: dict) -> None:
+    make_job(tmp_path, 0, ["optimizer.lr=1e6", "seed=0"], 0.9, status="failed", error="DivergenceError: diverged")
+    for num, seed in enumerate((0, 1), start=1):
+        make_job(tmp_path, num, ["optimizer.lr=1e-3", f"seed={seed}"], 0.9 + seed / 100)
+    aggregate_sweep(tmp_path)
+    accuracy = figures["test_metrics.png"].axes[0]
+    from matplotlib.collections import PathCollection
+
+    dots = [len(c.get_offsets()) for c in accuracy.collections if isinstance(c, PathCollection)]
+    assert dots == [0, 2]  # the failed group's place stays, without a dot
+
+
 def test_group_names_get_room_side_by_side_under_per_group_panels() -> None:
     short, long = plots.group_panel_size(["l1", "l2"]), plots.group_panel_size(["model.hidden_sizes=[128]"] * 4)
     assert short[0] == 4.0  # the smallest panel

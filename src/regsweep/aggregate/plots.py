@@ -403,8 +403,9 @@ def set_group_ticks(ax: "Axes", labels: list[str], points: list[Description | No
 
 
 def seed_offsets(n: int) -> np.ndarray:
-    """Where a group's seed dots sit left of its mean: spread evenly, so equal values stay visible apart."""
-    return np.linspace(-0.3, -0.05, n) if n > 1 else np.array([-0.15])
+    """Where a group's seed dots sit left of its mean: spread evenly, so equal values stay visible apart (none for a
+    group whose every job failed)."""
+    return np.linspace(-0.3, -0.05, n) if n > 1 else np.full(n, -0.15)
 
 
 @dataclass(frozen=True)
