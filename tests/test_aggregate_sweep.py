@@ -100,6 +100,32 @@ def test_a_seed_run_in_two_sweeps_counts_once_the_ok_run_kept(tmp_path: Path) ->
         "`first/1_regularizer=l1,seed=1`" in text
 
 
+def test_jobs_csv_holds_every_jobs_values_and_which_count_in_the_statistics(tmp_path: Path) -> None:
+    first, rerun = tmp_path / "first", tmp_path / "rerun"
+    for seed, regularizer in enumerate(["l1", "l1", "l2", "l2"]):
+        make_job(first, seed, [f"regularizer={regularizer}", f"seed={seed % 2}"], 0.90 + seed / 100)
+    make_job(first, 4, ["regularizer=l2", "seed=2"], 0.5, status="failed", error="DivergenceError: loss is nan")
+    make_job(rerun, 5, ["regularizer=l1", "seed=1"], 0.7)  # seed 1 of l1 again, later: counted once, the first
+    aggregate_sweep(tmp_path, plots=False)
+    rows = {row["job"]: row for row in read_csv_rows(tmp_path / "jobs.csv")}
+    counted = {job: (row["regularizer"], row["seed"], row["status"], row["counted"]) for job, row in rows.items()}
+    assert counted == {
+        "first/0_regularizer=l1,seed=0": ("l1", "0", "ok", "True"),
+        "first/1_regularizer=l1,seed=1": ("l1", "1", "ok", "True"),
+        "first/2_regularizer=l2,seed=0": ("l2", "0", "ok", "True"),
+        "first/3_regularizer=l2,seed=1": ("l2", "1", "ok", "True"),
+        "first/4_regularizer=l2,seed=2": ("l2", "2", "failed", "False"),
+        "rerun/5_regularizer=l1,seed=1": ("l1", "1", "ok", "False"),
+    }
+    assert rows["first/4_regularizer=l2,seed=2"]["error"] == "DivergenceError: loss is nan"
+    assert rows["first/4_regularizer=l2,seed=2"]["test/acc"] == ""
+    assert float(rows["rerun/5_regularizer=l1,seed=1"]["test/acc"]) == 0.7
+    for group in ("regularizer=l1", "regularizer=l2"):  # the counted rows are what the group statistics are of
+        values = [float(r["test/acc"]) for r in rows.values() if r["group"] == group and r["counted"] == "True"]
+        assert float(summary_row(tmp_path, group, "test/acc")["mean"]) == pytest.approx(np.mean(values), abs=1e-15)
+        assert len(values) == 2
+
+
 def test_labels_leave_out_overrides_every_job_shares(tmp_path: Path) -> None:
     for num, regularizer in enumerate(["none", "l1", "none", "l1"]):
         make_job(tmp_path, num, [f"regularizer={regularizer}", "trainer.max_epochs=2", f"seed={num // 2}"], 0.9)

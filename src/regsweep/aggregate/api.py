@@ -62,8 +62,8 @@ def aggregate_sweep(
 ) -> SweepAggregate:
     """Group the jobs of ``sweep_dir`` by configuration, summarize and compare them, write the outputs.
 
-    Writes summary.csv, comparisons.csv, summary.md, summary.tex, aggregate_tb/ and (with ``plots``) plots/*.png
-    into ``sweep_dir``, and prediction.png into every ok regression job's dir. The baseline is
+    Writes summary.csv, jobs.csv, comparisons.csv, summary.md, summary.tex, aggregate_tb/ and (with ``plots``)
+    plots/*.png into ``sweep_dir``, and prediction.png into every ok regression job's dir. The baseline is
     ``baseline`` or else the group with every swept regularization strength at 0; ``all_pairs``
     None compares every pair of up to 6 groups, True always, False only against the baseline.
     Unreadable job files are reported in summary.md, never fatal. Raises ``AggregateError`` for a

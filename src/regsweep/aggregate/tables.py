@@ -1,4 +1,4 @@
-"""Text outputs: summary.csv, comparisons.csv, summary.md, summary.tex and the terminal table.
+"""Text outputs: summary.csv, jobs.csv, comparisons.csv, summary.md, summary.tex and the terminal table.
 
 Everything here is rendered from numbers computed elsewhere, with no timestamps, so re-running
 the aggregation on the same records writes byte-identical files.
@@ -25,7 +25,17 @@ from regsweep.aggregate.compare import (
     pair_names,
 )
 from regsweep.aggregate.latex import latex_table
-from regsweep.aggregate.load import MISSING, Group, Sweep, is_number, job_order, job_seed
+from regsweep.aggregate.load import (
+    MISSING,
+    Group,
+    Job,
+    Sweep,
+    is_number,
+    job_order,
+    job_seed,
+    metric_names,
+    record_metrics,
+)
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_text
@@ -44,6 +54,7 @@ LEFT_OUT = {
 LR_KEY = "optimizer.lr"
 SUMMARY_FILE = "summary.md"  # the sweep's report: printed path, docs/results.md sections
 LATEX_FILE = "summary.tex"
+JOBS_FILE = "jobs.csv"  # one row per job
 ENVIRONMENTS_CAUTION = ("The jobs ran in {n} environments: other devices and library versions round differently (the "
                         "last digits, more after many epochs), so a difference between groups that ran apart may be "
                         "partly the environment's.")
@@ -118,6 +129,26 @@ def summary_csv(sweep: Sweep, descriptions: Descriptions) -> str:
         for metric, d in descriptions[group.label].items()
     ]
     return csv_text(["group", "metric", *(f"n_{status}" for status in JOB_STATUSES), *statistics], rows)
+
+
+def group_members(group: Group) -> list[tuple[Job, bool]]:
+    """The group's jobs with whether each counts in its statistics: an ok job, not a seed's repeat."""
+    return [(job, job.ok) for job in group.jobs] + [(job, False) for job, _ in group.repeats]
+
+
+def jobs_csv(sweep: Sweep) -> str:
+    """One row per job, the values the group statistics are made of, for analyses of one's own
+    (``pandas.read_csv``): where it ran, its group and swept values, seed, status, every metric its
+    record holds (pruned and interrupted jobs too; ``counted`` says which enter the statistics)."""
+    keys, metrics = sweep.varying_keys, metric_names(sweep)
+    rows = []
+    for group in sweep.groups:
+        for job, counted in group_members(group):
+            values = record_metrics(job.record) if job.record is not None else {}
+            rows.append([job.dir.relative_to(sweep.sweep_dir).as_posix(), group.label, job_seed(job), job.status,
+                         counted, *(group.varying.get(key, "") for key in keys),
+                         *(values.get(name, "") for name in metrics), one_line(job.error or "")])
+    return csv_text(["job", "group", "seed", "status", "counted", *keys, *metrics, "error"], rows)
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
@@ -465,7 +496,8 @@ def summary_markdown(
         "",
         "Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
         "those of its weights; gaps those of the last epoch (val - train loss, train - val accuracy, both "
-        "measured in eval mode: positive when the model fits its training data better).",
+        "measured in eval mode: positive when the model fits its training data better). Each job's own values: "
+        f"{JOBS_FILE}.",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
@@ -483,9 +515,10 @@ def summary_markdown(
 def write_reports(
     sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], markdown: str
 ) -> list[Path]:
-    """Write summary.csv, comparisons.csv, the ``summary_markdown`` text as summary.md, and summary.tex."""
+    """Write summary.csv, jobs.csv, comparisons.csv, the ``summary_markdown`` text as summary.md, and summary.tex."""
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
+        JOBS_FILE: jobs_csv(sweep),
         "comparisons.csv": comparisons_csv(comparisons),
         SUMMARY_FILE: markdown,
         LATEX_FILE: latex_summary(sweep, descriptions),
