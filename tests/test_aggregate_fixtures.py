@@ -91,6 +91,7 @@ def make_job(
     regularizer: str = "none",
     data: dict | None = None,
     penalty: dict | None = None,
+    model: dict | None = None,
 ) -> Path:
     """One finished job dir: .hydra/overrides.yaml, result.json, metrics.csv, weights.npz."""
     job_dir = sweep_dir / f"{num}_{','.join(overrides)}"
@@ -107,6 +108,7 @@ def make_job(
         params=params or {},
         data=data or {},
         penalty=penalty or {},
+        model=model or {},
     )
     write_result(job_dir, record)
     write_epochs_csv(job_dir / "metrics.csv", epoch_rows(test_acc, epochs, classification))

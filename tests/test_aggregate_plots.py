@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import math
 from pathlib import Path
 
@@ -183,6 +185,47 @@ def test_a_full_batch_is_drawn_at_the_batch_size_its_jobs_recorded(tmp_path: Pat
     assert ax.get_xscale() == "log" and "null = 1500 (as recorded)" in ax.get_xlabel()
     assert list(ax.lines[0].get_xdata()) == [16.0, 128.0, 1500.0]
     assert list(ax.lines[0].get_ydata()) == pytest.approx([100 * (0.905 + s / 1e5) for s in (16, 128, 1500)])
+
+
+ARCHITECTURES = {"[128]": 101_770, "[512]": 407_050, "[512,256]": 535_818}  # hidden sizes -> recorded parameters
+
+
+def make_architecture_grid(sweep_dir: Path) -> None:
+    """hidden sizes x dropout 0 / 0.5, 2 seeds; test accuracy grows with the log of the size, dropout adds 1 pp."""
+    num = 0
+    for (sizes, parameters), dropout, seed in itertools.product(ARCHITECTURES.items(), (0, 0.5), (0, 1)):
+        accuracy = 0.8 + math.log10(parameters) / 100 + dropout / 50 + seed / 1000
+        make_job(sweep_dir, num, [f"model.hidden_sizes={sizes}", f"model.dropout={dropout}", f"seed={seed}"],
+                 accuracy, model={"parameters": parameters, "penalized_weights": parameters - 10})
+        num += 1
+
+
+def test_an_architecture_grid_is_drawn_against_the_recorded_model_size(tmp_path: Path, figures: dict) -> None:
+    make_architecture_grid(tmp_path)
+    aggregate_sweep(tmp_path)
+    ax = figures["vs_model.parameters.png"].axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "trainable parameters per model (as recorded)"
+    assert legend_texts(figures["vs_model.parameters.png"]) == ["model.dropout=0", "model.dropout=0.5"]
+    means = [line for line in ax.lines if line.get_marker() == "o"]  # not the error bars' caps
+    for line, dropout in zip(means, (0, 0.5), strict=True):  # a line per dropout, a point per architecture
+        assert list(line.get_xdata()) == sorted(ARCHITECTURES.values())
+        expected = [100 * (0.8005 + math.log10(n) / 100 + dropout / 50) for n in sorted(ARCHITECTURES.values())]
+        assert list(line.get_ydata()) == pytest.approx(expected)
+    assert sorted({text.get_text() for text in ax.texts}) == sorted(ARCHITECTURES)  # each point named
+    text = (tmp_path / "summary.md").read_text()
+    assert "| model.dropout=0,model.hidden_sizes=[512,256] | 535,818 | 535,808 |" in text
+    with open(tmp_path / "jobs.csv", newline="", encoding="utf-8") as handle:
+        sizes = {(row["model.hidden_sizes"], row["model.parameters"]) for row in csv.DictReader(handle)}
+    assert sizes == {(name, str(parameters)) for name, parameters in ARCHITECTURES.items()}
+
+
+def test_no_model_size_plot_or_table_when_the_architecture_is_the_same(tmp_path: Path, figures: dict) -> None:
+    for num, (regularizer, seed) in enumerate(itertools.product(("none", "l2"), (0, 1))):
+        make_job(tmp_path, num, [f"regularizer={regularizer}", f"seed={seed}"], 0.9 + seed / 100,
+                 model={"parameters": 1000, "penalized_weights": 990})
+    aggregate_sweep(tmp_path)
+    assert "vs_model.parameters.png" not in figures
+    assert "## Model size" not in (tmp_path / "summary.md").read_text()
 
 
 def test_weight_histograms_say_they_show_the_kept_epoch(tmp_path: Path, figures: dict) -> None:

@@ -143,6 +143,18 @@ def test_regression_run_records_mse_without_accuracy(make_cfg, tmp_path: Path) -
     assert record.data["batch_size"] == record.data["n_train"]  # null: one full batch, recorded as its size
 
 
+@pytest.mark.parametrize("norm, reference", [
+    ("none", torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))),
+    ("batch", torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, 10))),
+])
+def test_a_job_records_its_models_size(make_cfg, tmp_path: Path, norm: str, reference: torch.nn.Sequential) -> None:
+    run(make_cfg(f"model.norm={norm}", "trainer.max_epochs=1"))  # digits: 64 inputs, 10 classes; hidden [32]
+    weights = [m.weight.numel() for m in reference if isinstance(m, torch.nn.Linear)]
+    assert read_result(tmp_path).model == {"parameters": sum(p.numel() for p in reference.parameters()),
+                                           "penalized_weights": sum(weights)}
+
+
 def test_diverging_run_fails_with_a_reason_and_a_failed_record(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("data=regression", "optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=5")
     with pytest.raises(DivergenceError, match="diverged"):

@@ -41,7 +41,7 @@ from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
 from regsweep.instantiate import instantiate_trusted
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
-from regsweep.models import MemberModel, PackNet
+from regsweep.models import MemberModel, PackNet, member_size
 from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs, member_histograms
 from regsweep.metrics import REGRESSION
@@ -296,6 +296,9 @@ class PackRun:
         for member in members:
             member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in TRAINING_STREAMS}
         module = self.module = self._module(members, device, start)
+        size = member_size(module.nets[0])
+        for member in members:
+            member.record.model = dict(size)
         datamodule = PackDataModule(
             self.splits, settings.data.batch_size,
             {m.id: MemberData(m.streams["order"], m.settings.augment, m.streams["augment"]) for m in members},

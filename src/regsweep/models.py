@@ -267,6 +267,13 @@ def penalized_weights(net: PackNet) -> dict[str, Tensor]:
     return {f"{name}.weight": layer.weight for name, layer in net.weight_layers().items()}
 
 
+def member_size(net: PackNet) -> dict[str, int]:
+    """One member's size: its trainable parameters and the weight entries the penalty covers (every
+    parameter of a pack holds one row per member)."""
+    return {"parameters": sum(p[0].numel() for p in net.parameters()),
+            "penalized_weights": sum(w[0].numel() for w in penalized_weights(net).values())}
+
+
 def own_layer_names(net: PackNet, dropout: float) -> dict[str, str]:
     """Layer name in the pack -> its name in the member's own network.
 

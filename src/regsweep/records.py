@@ -27,7 +27,7 @@ RESULT_FILE = "result.json"
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
 PREDICTIONS_FILE = "predictions.npz"  # regression: x [N, 2] test points, y_true [N], y_pred [N] of the kept epoch
-SCHEMA_VERSION = 3  # 3: environment
+SCHEMA_VERSION = 4  # 3: environment; 4: model (its size)
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
 # (resumable from its last checkpoint).
 OK, FAILED, PRUNED, INTERRUPTED = "ok", "failed", "pruned", "interrupted"
@@ -88,6 +88,7 @@ class ResultRecord:
     params: dict[str, Any] = field(default_factory=dict)  # flattened config, e.g. {"regularizer.l1": 1e-4}
     data: dict[str, Any] = field(default_factory=dict)  # n_train, n_val, n_test, batch_size (effective), task
     penalty: dict[str, float] = field(default_factory=dict)  # nominal and applied l1/l2 (applied = / n_train)
+    model: dict[str, int] = field(default_factory=dict)  # one model's size: parameters, penalized_weights
     tags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the job (or of its pack)
     threads: int | None = None  # torch's intra-op threads (the cores divided among parallel workers)

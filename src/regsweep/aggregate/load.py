@@ -40,6 +40,12 @@ from regsweep.search import REPORT_KEY
 
 ALL_JOBS_LABEL = "(all)"
 SEED_KEY = "seed"
+# Record sections a key may be read from when its override is not a number (or, for what only the
+# record states, such as the model's size, absent): ``data.batch_size=null`` -> record.data["batch_size"].
+RECORDED_SECTIONS = ("data", "model")
+MODEL_SIZE_KEY = "model.parameters"  # not a config key: a model's trainable parameters, as its jobs recorded
+# Overrides that set a model's size: groups that differ in them are also compared against MODEL_SIZE_KEY.
+ARCHITECTURE_KEYS = ("model", "model.hidden_sizes", "model.channels", "model.kernel_size", "model.pool")
 GroupValues = dict[str, dict[str, np.ndarray]]  # group label -> metric -> one value per ok job
 
 
@@ -96,12 +102,13 @@ class Group:
         return next(iter(self.ok_records), None) or next((j.record for j in self.jobs if j.record), None)
 
     def number(self, key: str) -> float | None:
-        """The group's override of ``key`` as a number; a data key given as null (``data.batch_size=null``, a
-        full batch) as the value its record states it came to. None when neither is a number."""
+        """The group's override of ``key`` as a number; else what its record states for it, such as a data key
+        given as null (``data.batch_size=null``, a full batch: the size it came to) or the model's size
+        (MODEL_SIZE_KEY). None when neither is a number."""
         number = numeric_value(self.overrides[key]) if key in self.overrides else None
         section, _, name = key.partition(".")
-        if number is None and section == "data" and self.record is not None:
-            recorded = self.record.data.get(name)
+        if number is None and section in RECORDED_SECTIONS and self.record is not None:
+            recorded = getattr(self.record, section).get(name)
             number = float(recorded) if is_number(recorded) else None
         return number
 
@@ -142,6 +149,14 @@ class Sweep:
     @property
     def repeats(self) -> list[tuple[Job, Job]]:
         return [pair for group in self.groups for pair in group.repeats]
+
+    @property
+    def sizes_compared(self) -> bool:
+        """Whether the groups differ in architecture and so in size: worth a look at metrics per parameter."""
+        if not any(key in ARCHITECTURE_KEYS for key in self.varying_keys):
+            return False
+        sizes = {group.number(MODEL_SIZE_KEY) for group in self.groups} - {None}
+        return len(sizes) > 1
 
     @property
     def task(self) -> str | None:

@@ -20,6 +20,8 @@ import numpy as np
 
 from regsweep.aggregate.curves import Curve, GroupCurves
 from regsweep.aggregate.load import (
+    ARCHITECTURE_KEYS,
+    MODEL_SIZE_KEY,
     Group,
     GroupValues,
     Job,
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 
 PLOTS_DIR = "plots"
 PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
-LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train", "batch_size")
+LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train", "batch_size", "parameters")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
 TEST_METRICS = ("test/acc", "test/loss")  # what a study's question is answered by, shown seed by seed
 VS_HYPERPARAMETER_METRICS = ("test/acc", "test/loss", *GAP_METRICS, "best/weights/sparsity")
@@ -256,15 +258,24 @@ def draw_band(ax: "Axes", curve: Curve, color: tuple[float, ...], tag: str) -> N
 # --- metrics against a swept number -------------------------------------------------------------
 
 
-def swept_numeric_keys(groups: list[Group]) -> list[str]:
-    """Override keys whose values are numbers that differ between groups: the x-axes worth plotting."""
-    keys = sorted({key for group in groups for key in group.overrides})
+def swept_numeric_keys(sweep: Sweep) -> list[str]:
+    """Override keys whose values are numbers that differ between groups, and the model's size when the
+    architecture does: the x-axes worth plotting."""
+    keys = sorted({key for group in sweep.groups for key in group.overrides})
     swept = []
     for key in keys:
-        numbers = [group.number(key) for group in groups if key in group.overrides]
+        numbers = [group.number(key) for group in sweep.groups if key in group.overrides]
         if None not in numbers and len(set(numbers)) > 1:
             swept.append(key)
-    return swept
+    return swept + ([MODEL_SIZE_KEY] if sweep.sizes_compared else [])
+
+
+def along_axis(groups: list[Group], key: str) -> tuple[list[Group], tuple[str, ...]]:
+    """The groups drawn against ``key``, and the overrides that move along it (the others make the series):
+    for the model's size, every override that sets it."""
+    if key == MODEL_SIZE_KEY:
+        return [g for g in groups if g.number(key) is not None], ARCHITECTURE_KEYS
+    return [g for g in groups if key in g.overrides], (key,)
 
 
 def set_x_scale(ax: "Axes", key: str, xs: list[float]) -> None:
@@ -296,25 +307,32 @@ def recorded_note(key: str, groups: list[Group]) -> str:
     return "".join(f"\n{value} = {number:g} (as recorded)" for value, number in drawn.items())
 
 
-def series_by_other_overrides(groups: list[Group], key: str) -> dict[str, list[Group]]:
-    """One line per setting of the other varying overrides, labelled by those only."""
+def x_axis_label(key: str, groups: list[Group]) -> str:
+    if key == MODEL_SIZE_KEY:
+        return "trainable parameters per model (as recorded)"
+    return strength_axis_label(key, groups) + recorded_note(key, groups)
+
+
+def series_by_other_overrides(groups: list[Group], along: tuple[str, ...]) -> dict[str, list[Group]]:
+    """One line per setting of the varying overrides not ``along`` the axis, labelled by those only."""
     series: dict[str, list[Group]] = {}
     for group in groups:
-        rest = {k: v for k, v in group.varying.items() if k != key}
+        rest = {k: v for k, v in group.varying.items() if k not in along}
         series.setdefault(group_label(rest), []).append(group)
     return series
 
 
 def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descriptions, path: Path) -> Path | None:
-    """Mean ± SE of the main metrics against one swept value; one line per setting of the other overrides."""
-    groups = [g for g in sweep.groups if key in g.overrides]
+    """Mean ± SE of the main metrics against one swept value; one line per setting of the other overrides.
+    Against the model's size, each point is named by the overrides that set it (``[512,256]``)."""
+    groups, along = along_axis(sweep.groups, key)
     metrics = [m for m in VS_HYPERPARAMETER_METRICS if has_data(descriptions, [g.label for g in groups], m)]
     if not metrics:
         return None
-    series = series_by_other_overrides(groups, key)
+    series = series_by_other_overrides(groups, along)
     series_colors = group_colors(list(series))
     figure, axes = new_figure(len(metrics), legend=len(series) > 1)
-    x_label = strength_axis_label(key, groups) + recorded_note(key, groups)
+    x_label = x_axis_label(key, groups)
     swept_values = [g.number(key) for g in groups]
     for ax, metric in zip(axes, metrics):
         scale, _ = metric_unit(metric)
@@ -325,6 +343,10 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
             points = [descriptions[g.label].get(metric) for g in members]
             means, errors = means_and_errors(points, scale)
             ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name, color=series_colors[name])
+            if key == MODEL_SIZE_KEY:
+                for group, x, y in zip(members, xs, means):
+                    ax.annotate(",".join(v for k, v in group.varying.items() if k in along), (x, y),
+                                textcoords="offset points", xytext=(4, 4), fontsize="x-small")
             shown += points
         set_x_scale(ax, key, swept_values)
         log_note = set_y_scale(ax, metric, means_and_errors(shown, scale)[0])
@@ -613,6 +635,6 @@ def write_plots(
     ]
     written += [
         plot_metric_vs_hyperparameter(sweep, key, descriptions, plots_dir / f"vs_{safe_name(key)}.png")
-        for key in swept_numeric_keys(sweep.groups)
+        for key in swept_numeric_keys(sweep)
     ]
     return PlotFiles([path for path in written if path is not None], write_job_prediction_plots(predictions))

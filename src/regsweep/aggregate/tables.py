@@ -27,6 +27,7 @@ from regsweep.aggregate.compare import (
 from regsweep.aggregate.latex import latex_table
 from regsweep.aggregate.load import (
     MISSING,
+    MODEL_SIZE_KEY,
     Group,
     Job,
     Sweep,
@@ -138,17 +139,18 @@ def group_members(group: Group) -> list[tuple[Job, bool]]:
 
 def jobs_csv(sweep: Sweep) -> str:
     """One row per job, the values the group statistics are made of, for analyses of one's own
-    (``pandas.read_csv``): where it ran, its group and swept values, seed, status, every metric its
-    record holds (pruned and interrupted jobs too; ``counted`` says which enter the statistics)."""
+    (``pandas.read_csv``): where it ran, its group and swept values, seed, status, model size, every metric
+    its record holds (pruned and interrupted jobs too; ``counted`` says which enter the statistics)."""
     keys, metrics = sweep.varying_keys, metric_names(sweep)
     rows = []
     for group in sweep.groups:
         for job, counted in group_members(group):
             values = record_metrics(job.record) if job.record is not None else {}
+            size = job.record.model.get("parameters", "") if job.record is not None else ""
             rows.append([job.dir.relative_to(sweep.sweep_dir).as_posix(), group.label, job_seed(job), job.status,
-                         counted, *(group.varying.get(key, "") for key in keys),
+                         counted, *(group.varying.get(key, "") for key in keys), size,
                          *(values.get(name, "") for name in metrics), one_line(job.error or "")])
-    return csv_text(["job", "group", "seed", "status", "counted", *keys, *metrics, "error"], rows)
+    return csv_text(["job", "group", "seed", "status", "counted", *keys, MODEL_SIZE_KEY, *metrics, "error"], rows)
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
@@ -415,6 +417,17 @@ def penalty_section(sweep: Sweep) -> list[str]:
     return ["## Penalty strengths", "", note, "", markdown_table(header, rows), ""]
 
 
+def model_size_section(sweep: Sweep) -> list[str]:
+    """Each group's model size, where the groups differ in architecture (as their jobs recorded it)."""
+    if not sweep.sizes_compared:
+        return []
+    sizes = {g.label: g.record.model for g in sweep.groups if g.record is not None and g.record.model}
+    rows = [[label, f"{size['parameters']:,}", f"{size['penalized_weights']:,}"] for label, size in sizes.items()]
+    note = ("Trainable parameters of one model (weights, biases, norm scales and shifts) and the weight entries "
+            "the penalty covers (linear and conv weights).")
+    return ["## Model size", "", note, "", markdown_table(["group", "parameters", "penalized weights"], rows), ""]
+
+
 def sparsity_note(sweep: Sweep) -> str:
     """What each sparsity threshold measures, and why the fixed one can mislead."""
     lrs = {g.setting(LR_KEY) for g in sweep.groups} - {None}
@@ -502,6 +515,7 @@ def summary_markdown(
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
         *penalty_section(sweep),
+        *model_size_section(sweep),
         *sparsity_section(sweep, descriptions),
         *comparisons_section(comparisons),
         *problems_section(sweep),
