@@ -205,18 +205,31 @@ def test_an_architecture_grid_is_drawn_against_the_recorded_model_size(tmp_path:
     aggregate_sweep(tmp_path)
     ax = figures["vs_model.parameters.png"].axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "trainable parameters per model (as recorded)"
-    assert legend_texts(figures["vs_model.parameters.png"]) == ["model.dropout=0", "model.dropout=0.5"]
-    means = [line for line in ax.lines if line.get_marker() == "o"]  # not the error bars' caps
+    assert legend_texts(figures["vs_model.parameters.png"]) == [  # the series, then each architecture's marker
+        "model.dropout=0", "model.dropout=0.5",
+        "hidden_sizes=[128]: 102k", "hidden_sizes=[512]: 407k", "hidden_sizes=[512, 256]: 536k"]
+    means = [line for line in ax.lines if line.get_linestyle() == "-" and len(line.get_xdata()) > 1]  # not caps
     for line, dropout in zip(means, (0, 0.5), strict=True):  # a line per dropout, a point per architecture
         assert list(line.get_xdata()) == sorted(ARCHITECTURES.values())
         expected = [100 * (0.8005 + math.log10(n) / 100 + dropout / 50) for n in sorted(ARCHITECTURES.values())]
         assert list(line.get_ydata()) == pytest.approx(expected)
-    assert sorted({text.get_text() for text in ax.texts}) == sorted(ARCHITECTURES)  # each point named
+    points = {(line.get_xdata()[0], line.get_marker()) for line in ax.lines if len(line.get_xdata()) == 1}
+    assert points == set(zip(ARCHITECTURES.values(), plots.ARCHITECTURE_MARKERS))  # a marker per architecture
+    assert_legend_inside_figure_and_beside_the_axes(figures["vs_model.parameters.png"])
     text = (tmp_path / "summary.md").read_text()
     assert "| model.dropout=0,model.hidden_sizes=[512,256] | 535,818 | 535,808 |" in text
     with open(tmp_path / "jobs.csv", newline="", encoding="utf-8") as handle:
         sizes = {(row["model.hidden_sizes"], row["model.parameters"]) for row in csv.DictReader(handle)}
     assert sizes == {(name, str(parameters)) for name, parameters in ARCHITECTURES.items()}
+
+
+def test_a_numeric_architecture_key_is_its_own_axis_with_the_size_in_the_table(tmp_path: Path, figures: dict) -> None:
+    for num, (kernel, seed) in enumerate(itertools.product((5, 10), (0, 1))):
+        make_job(tmp_path, num, [f"model.kernel_size={kernel}", f"seed={seed}"], 0.98 + kernel / 1000,
+                 model={"parameters": 1000 * kernel, "penalized_weights": 990 * kernel})
+    aggregate_sweep(tmp_path)
+    assert "vs_model.kernel_size.png" in figures and "vs_model.parameters.png" not in figures
+    assert "| model.kernel_size=10 | 10,000 | 9,900 |" in (tmp_path / "summary.md").read_text()
 
 
 def test_no_model_size_plot_or_table_when_the_architecture_is_the_same(tmp_path: Path, figures: dict) -> None:

@@ -60,6 +60,7 @@ SECTION_WORDS = {"best/": "kept epoch", "final/": "last epoch", "test/": "test s
 LOG_SPAN = 10.0  # positive values spanning this factor or more get a log axis
 MAGNITUDE_FLOOR = 1e-8  # exact zeros are drawn at this |w| on the log-magnitude axis
 MAX_LEGEND_ENTRIES = 12
+ARCHITECTURE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # one per architecture, vs model size
 LEGEND_WRAP = 32  # characters per legend line
 TICK_WRAP = 18  # characters per line of a group's name under its bar
 TICK_CHAR_WIDTH = 0.075  # inches per character of a tick label (fontsize "small")
@@ -260,14 +261,15 @@ def draw_band(ax: "Axes", curve: Curve, color: tuple[float, ...], tag: str) -> N
 
 def swept_numeric_keys(sweep: Sweep) -> list[str]:
     """Override keys whose values are numbers that differ between groups, and the model's size when the
-    architecture does: the x-axes worth plotting."""
+    architecture differs in what is no number (``model.hidden_sizes``): the x-axes worth plotting."""
     keys = sorted({key for group in sweep.groups for key in group.overrides})
     swept = []
     for key in keys:
         numbers = [group.number(key) for group in sweep.groups if key in group.overrides]
         if None not in numbers and len(set(numbers)) > 1:
             swept.append(key)
-    return swept + ([MODEL_SIZE_KEY] if sweep.sizes_compared else [])
+    architecture = {key for key in sweep.varying_keys if key in ARCHITECTURE_KEYS}
+    return swept + ([MODEL_SIZE_KEY] if sweep.sizes_compared and not architecture <= set(swept) else [])
 
 
 def along_axis(groups: list[Group], key: str) -> tuple[list[Group], tuple[str, ...]]:
@@ -322,16 +324,43 @@ def series_by_other_overrides(groups: list[Group], along: tuple[str, ...]) -> di
     return series
 
 
+def compact_count(count: float) -> str:
+    """102k, 2.91M: a parameter count short enough for a legend (summary.md has the exact ones)."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return f"{count:.0f}"
+
+
+def architecture_name(group: Group, keys: tuple[str, ...]) -> str:
+    """``hidden_sizes=[512,256]``: the group's values of the overrides that set its architecture."""
+    return ",".join(f"{k.removeprefix('model.')}={v}" for k, v in group.varying.items() if k in keys)
+
+
+def architecture_markers(groups: list[Group], keys: tuple[str, ...]) -> dict[str, tuple[str, "Artist"]]:
+    """Architecture name -> its marker, and the legend entry that names it with its size, smallest first."""
+    from matplotlib.lines import Line2D
+
+    by_size = sorted(groups, key=lambda g: g.number(MODEL_SIZE_KEY))
+    sizes = {architecture_name(g, keys): g.number(MODEL_SIZE_KEY) for g in by_size}
+    markers = {}
+    for index, (name, size) in enumerate(sizes.items()):
+        marker = ARCHITECTURE_MARKERS[index % len(ARCHITECTURE_MARKERS)]
+        markers[name] = (marker, Line2D([], [], marker=marker, linestyle="", color="0.3", label=f"{name}: {compact_count(size)}"))
+    return markers
+
+
 def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descriptions, path: Path) -> Path | None:
     """Mean ± SE of the main metrics against one swept value; one line per setting of the other overrides.
-    Against the model's size, each point is named by the overrides that set it (``[512,256]``)."""
+    Against the model's size, each architecture has its own marker, named in the legend with its size."""
     groups, along = along_axis(sweep.groups, key)
     metrics = [m for m in VS_HYPERPARAMETER_METRICS if has_data(descriptions, [g.label for g in groups], m)]
     if not metrics:
         return None
     series = series_by_other_overrides(groups, along)
     series_colors = group_colors(list(series))
-    figure, axes = new_figure(len(metrics), legend=len(series) > 1)
+    markers = architecture_markers(groups, along) if key == MODEL_SIZE_KEY else {}
+    figure, axes = new_figure(len(metrics), legend=len(series) > 1 or bool(markers))
     x_label = x_axis_label(key, groups)
     swept_values = [g.number(key) for g in groups]
     for ax, metric in zip(axes, metrics):
@@ -342,19 +371,19 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
             xs = [g.number(key) for g in members]
             points = [descriptions[g.label].get(metric) for g in members]
             means, errors = means_and_errors(points, scale)
-            ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=name, color=series_colors[name])
-            if key == MODEL_SIZE_KEY:
-                for group, x, y in zip(members, xs, means):
-                    ax.annotate(",".join(v for k, v in group.varying.items() if k in along), (x, y),
-                                textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+            ax.errorbar(xs, means, yerr=errors, marker="" if markers else "o", capsize=3, label=name,
+                        color=series_colors[name])
+            for group, x, y in zip(members, xs, means) if markers else ():
+                ax.plot(x, y, marker=markers[architecture_name(group, along)][0], color=series_colors[name])
             shown += points
         set_x_scale(ax, key, swept_values)
         log_note = set_y_scale(ax, metric, means_and_errors(shown, scale)[0])
         ax.set_title(f"{metric_title(metric)}\n{single_seed_note(shown)}{log_note}", fontsize="medium")
         ax.set(xlabel=x_label, ylabel=metric_axis_label(metric))
         ax.grid(alpha=0.3)
-    if len(series) > 1:
-        axes_legend(figure, axes[0])
+    handles, labels = axes[0].get_legend_handles_labels() if len(series) > 1 else ([], [])
+    named = [entry for _, entry in markers.values()]
+    add_legend(figure, [*handles, *named], [*labels, *(entry.get_label() for entry in named)])
     return save_figure(figure, path)
 
 
