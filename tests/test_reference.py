@@ -13,13 +13,15 @@ from regsweep.sweep.plan import SweepPlan
 from test_aggregate_fixtures import make_regularizer_sweep
 
 
-def test_a_study_section_keeps_the_summary_demotes_its_headings_and_copies_its_group_plots(
+def test_a_study_section_keeps_the_summary_demotes_its_headings_and_copies_its_plots_and_jobs_csv(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs, sweep = tmp_path / "docs", tmp_path / "multirun" / "l1_vs_l2"
     monkeypatch.setattr(reference, "DOCS", docs)
     (sweep / "plots").mkdir(parents=True)
     (sweep / "plots" / "learning_curves.png").write_bytes(b"png")
+    (sweep / "jobs.csv").write_text("job,seed\n0_seed=0,0\n")
     (sweep / "summary.md").write_text("# Sweep summary: l1_vs_l2\n\n## Answers\n\n- l1 vs none: -2 pp\n\n"
+                                      "Each job's own values: [jobs.csv](jobs.csv).\n"
                                       "![learning_curves](plots/learning_curves.png)\n"
                                       "![prediction](3_seed=3/prediction.png)\n")
     run = reference.StudyRun("l1_vs_l2", reference.command_of("l1_vs_l2", ["trainer.max_epochs=2"]), sweep, 90.0)
@@ -28,6 +30,8 @@ def test_a_study_section_keeps_the_summary_demotes_its_headings_and_copies_its_g
     assert "![learning_curves](results/l1_vs_l2/learning_curves.png)" in lines
     assert not any("prediction" in line for line in lines)  # per-job plots stay in the sweep dir
     assert (docs / "results" / "l1_vs_l2" / "learning_curves.png").read_bytes() == b"png"
+    assert "Each job's own values: [jobs.csv](results/l1_vs_l2/jobs.csv)." in lines  # the per-seed values too
+    assert (docs / "results" / "l1_vs_l2" / "jobs.csv").read_text() == "job,seed\n0_seed=0,0\n"
     assert " ".join(run.command) == ("python train.py -m experiment=l1_vs_l2 trainer.enable_progress_bar=false "
                                      "trainer.max_epochs=2")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from regsweep.aggregate import SUMMARY_FILE, aggregate_sweep, load_sweep
+from regsweep.aggregate import JOBS_FILE, SUMMARY_FILE, aggregate_sweep, load_sweep
 from regsweep.atomic import atomic_write_text
 from regsweep.console import cli_description
 from regsweep.records import OK, ResultRecord
@@ -121,7 +121,7 @@ def where_trained(records: list[ResultRecord]) -> str:
 
 
 def summary_section(run: StudyRun, figures: Path) -> list[str]:
-    """The study's summary.md, headings one level down, its group plots copied to ``figures``."""
+    """The study's summary.md, headings one level down, its group plots and jobs.csv copied to ``figures``."""
     summary = run.sweep_dir / SUMMARY_FILE
     if not summary.exists():
         return ["_No summary: the study did not run (see its log)._", ""]
@@ -135,6 +135,9 @@ def summary_section(run: StudyRun, figures: Path) -> list[str]:
                 continue  # per-job plots stay in the sweep dir
             shutil.copy2(source, figures / source.name)
             line = f"![{image.group(1)}]({figures.relative_to(DOCS)}/{source.name})"
+        if f"]({JOBS_FILE})" in line and (run.sweep_dir / JOBS_FILE).exists():  # the per-seed values, beside the plots
+            shutil.copy2(run.sweep_dir / JOBS_FILE, figures / JOBS_FILE)
+            line = line.replace(f"]({JOBS_FILE})", f"]({figures.relative_to(DOCS)}/{JOBS_FILE})")
         lines.append("#" + line if line.startswith("#") else line)
     return lines
 

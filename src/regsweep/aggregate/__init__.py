@@ -4,7 +4,7 @@ from pathlib import Path
 
 from regsweep.aggregate.api import SweepAggregate, aggregate_sweep
 from regsweep.aggregate.load import AggregateError, load_sweep
-from regsweep.aggregate.tables import SUMMARY_FILE, jobs_markdown
+from regsweep.aggregate.tables import JOBS_FILE, SUMMARY_FILE, jobs_markdown
 
 
 def job_table(sweep_dir: Path) -> str:
@@ -12,4 +12,4 @@ def job_table(sweep_dir: Path) -> str:
     return jobs_markdown(load_sweep(Path(sweep_dir)))
 
 
-__all__ = ["SUMMARY_FILE", "AggregateError", "SweepAggregate", "aggregate_sweep", "job_table"]
+__all__ = ["JOBS_FILE", "SUMMARY_FILE", "AggregateError", "SweepAggregate", "aggregate_sweep", "job_table"]

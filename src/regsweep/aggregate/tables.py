@@ -510,7 +510,7 @@ def summary_markdown(
         "Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
         "those of its weights; gaps those of the last epoch (val - train loss, train - val accuracy, both "
         "measured in eval mode: positive when the model fits its training data better). Each job's own values: "
-        f"{JOBS_FILE}.",
+        f"[{JOBS_FILE}]({JOBS_FILE}).",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
