@@ -241,6 +241,17 @@ def test_no_model_size_plot_or_table_when_the_architecture_is_the_same(tmp_path:
     assert "## Model size" not in (tmp_path / "summary.md").read_text()
 
 
+def test_a_figure_this_aggregation_does_not_draw_is_removed_from_plots(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "vs_optimizer.lr.png").write_bytes(PNG_SIGNATURE)  # an earlier aggregation's
+    (tmp_path / "plots" / "optimization_history.png").write_bytes(PNG_SIGNATURE)  # a search report's
+    result = aggregate_sweep(tmp_path)
+    drawn = {path.name for path in result.outputs if path.parent.name == "plots"}
+    assert {path.name for path in (tmp_path / "plots").glob("*.png")} == drawn | {"optimization_history.png"}
+    assert "test_metrics.png" in drawn and "vs_optimizer.lr.png" not in drawn
+
+
 def test_weight_histograms_say_they_show_the_kept_epoch(tmp_path: Path, figures: dict) -> None:
     aggregate_sweep(make_regularizer_sweep(tmp_path))
     values_ax, log_ax = figures["weight_histograms.png"].axes[:2]

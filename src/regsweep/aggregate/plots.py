@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PLOTS_DIR = "plots"
+# The seed summary's figures in plots/, in the order summary.md shows them, then one VS_PREFIX figure per swept number.
+FIGURES = ("test_metrics.png", "learning_curves.png", "weight_histograms.png", "generalization_gap.png",
+           "predictions.png")
+VS_PREFIX = "vs_"
 PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
 LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train", "batch_size", "parameters")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
@@ -650,20 +654,27 @@ def write_job_prediction_plots(predictions: dict[str, list[tuple[Job, Prediction
 def write_plots(
     sweep: Sweep, values: GroupValues, descriptions: Descriptions, curves: dict[str, GroupCurves]
 ) -> PlotFiles:
-    """Every figure that the sweep has data for; returns the files written."""
+    """Every figure that the sweep has data for; returns the files written. A figure of an earlier aggregation
+    that this one does not draw (a partial sweep's, or one made by another version) is removed, so that
+    plots/ never shows a figure summary.md does not stand behind."""
     plots_dir = sweep.sweep_dir / PLOTS_DIR
     labels = [g.label for g in sweep.groups]
     colors = group_colors(labels)
     predictions = group_predictions(sweep)
+    test_metrics, curves_figure, histograms, gaps, group_predictions_figure = (plots_dir / name for name in FIGURES)
     written = [
-        plot_test_metrics(labels, values, descriptions, colors, plots_dir / "test_metrics.png"),
-        plot_learning_curves(curves, colors, plots_dir / "learning_curves.png"),
-        plot_weight_histograms(sweep, colors, plots_dir / "weight_histograms.png"),
-        plot_generalization_gap(labels, descriptions, colors, plots_dir / "generalization_gap.png"),
-        plot_group_predictions(predictions, plots_dir / "predictions.png"),
+        plot_test_metrics(labels, values, descriptions, colors, test_metrics),
+        plot_learning_curves(curves, colors, curves_figure),
+        plot_weight_histograms(sweep, colors, histograms),
+        plot_generalization_gap(labels, descriptions, colors, gaps),
+        plot_group_predictions(predictions, group_predictions_figure),
     ]
     written += [
-        plot_metric_vs_hyperparameter(sweep, key, descriptions, plots_dir / f"vs_{safe_name(key)}.png")
+        plot_metric_vs_hyperparameter(sweep, key, descriptions, plots_dir / f"{VS_PREFIX}{safe_name(key)}.png")
         for key in swept_numeric_keys(sweep)
     ]
-    return PlotFiles([path for path in written if path is not None], write_job_prediction_plots(predictions))
+    drawn = [path for path in written if path is not None]
+    ours = {path for path in plots_dir.glob("*.png") if path.name in FIGURES or path.name.startswith(VS_PREFIX)}
+    for stale in ours - set(drawn):  # plots/ may hold others' figures too: a search's report draws there
+        stale.unlink()
+    return PlotFiles(drawn, write_job_prediction_plots(predictions))
