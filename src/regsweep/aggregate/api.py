@@ -80,7 +80,7 @@ def aggregate_sweep(
     plot_files = write_plots(sweep, values, descriptions, curves) if plots else PlotFiles([], [])
     markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)
     outputs = [
-        *write_reports(sweep, descriptions, comparisons, markdown),
+        *write_reports(sweep, metrics, descriptions, comparisons, markdown),
         *plot_files.summary,
         *plot_files.jobs,
         *write_tensorboard_runs(sweep.sweep_dir, curves),

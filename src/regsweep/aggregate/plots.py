@@ -350,7 +350,8 @@ def architecture_markers(groups: list[Group], keys: tuple[str, ...]) -> dict[str
     markers = {}
     for index, (name, size) in enumerate(sizes.items()):
         marker = ARCHITECTURE_MARKERS[index % len(ARCHITECTURE_MARKERS)]
-        markers[name] = (marker, Line2D([], [], marker=marker, linestyle="", color="0.3", label=f"{name}: {compact_count(size)}"))
+        entry = Line2D([], [], marker=marker, linestyle="", color="0.3", label=f"{name}: {compact_count(size)}")
+        markers[name] = (marker, entry)
     return markers
 
 

@@ -34,7 +34,6 @@ from regsweep.aggregate.load import (
     is_number,
     job_order,
     job_seed,
-    metric_names,
     record_metrics,
 )
 from regsweep.aggregate.stats import Description
@@ -137,16 +136,17 @@ def group_members(group: Group) -> list[tuple[Job, bool]]:
     return [(job, job.ok) for job in group.jobs] + [(job, False) for job, _ in group.repeats]
 
 
-def jobs_csv(sweep: Sweep) -> str:
+def jobs_csv(sweep: Sweep, metrics: list[str]) -> str:
     """One row per job, the values the group statistics are made of, for analyses of one's own
-    (``pandas.read_csv``): where it ran, its group and swept values, seed, status, model size, every metric
-    its record holds (pruned and interrupted jobs too; ``counted`` says which enter the statistics)."""
-    keys, metrics = sweep.varying_keys, metric_names(sweep)
+    (``pandas.read_csv``): where it ran, its group and swept values, seed, status, model size, each of
+    ``metrics`` its record holds (pruned and interrupted jobs too; ``counted`` says which enter the statistics)."""
+    keys = sweep.varying_keys
     rows = []
     for group in sweep.groups:
         for job, counted in group_members(group):
-            values = record_metrics(job.record) if job.record is not None else {}
-            size = job.record.model.get("parameters", "") if job.record is not None else ""
+            record = job.record
+            values = record_metrics(record) if record is not None else {}
+            size = record.model.get("parameters", "") if record is not None else ""
             rows.append([job.dir.relative_to(sweep.sweep_dir).as_posix(), group.label, job_seed(job), job.status,
                          counted, *(group.varying.get(key, "") for key in keys), size,
                          *(values.get(name, "") for name in metrics), one_line(job.error or "")])
@@ -527,12 +527,12 @@ def summary_markdown(
 
 
 def write_reports(
-    sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison], markdown: str
+    sweep: Sweep, metrics: list[str], descriptions: Descriptions, comparisons: list[Comparison], markdown: str
 ) -> list[Path]:
     """Write summary.csv, jobs.csv, comparisons.csv, the ``summary_markdown`` text as summary.md, and summary.tex."""
     texts = {
         "summary.csv": summary_csv(sweep, descriptions),
-        JOBS_FILE: jobs_csv(sweep),
+        JOBS_FILE: jobs_csv(sweep, metrics),
         "comparisons.csv": comparisons_csv(comparisons),
         SUMMARY_FILE: markdown,
         LATEX_FILE: latex_summary(sweep, descriptions),
