@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from test_aggregate_fixtures import make_regularizer_sweep
 
 from regsweep.aggregate.cli import main
+from regsweep.errors import ConfigError
+from regsweep.sweep.summary import SweepSummary
 
 REPORTS = ("summary.csv", "summary.md", "comparisons.csv")
 
@@ -87,3 +90,28 @@ def test_pairs_default_to_all_and_against_baseline_limits_them(tmp_path: Path) -
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--all-pairs", "--against-baseline"])
     assert exit_info.value.code == 2
+
+
+def test_vector_figures_from_the_command_line_and_from_the_sweep_callback(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    assert main([str(tmp_path), "--vector-figures", "svg"]) == 0
+    assert (tmp_path / "plots" / "test_metrics.svg").exists() and not (tmp_path / "plots" / "test_metrics.pdf").exists()
+    SweepSummary(vector_figures=["pdf"]).on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert (tmp_path / "plots" / "test_metrics.pdf").exists() and not (tmp_path / "plots" / "test_metrics.svg").exists()
+
+
+@pytest.mark.parametrize("arguments", [["--vector-figures", "eps"], ["--vector-figures", "pdf", "--no-plots"]])
+def test_vector_figures_that_cannot_be_drawn_exit_2_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    make_regularizer_sweep(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path), *arguments])
+    assert stopped.value.code == 2
+    assert "--vector-figures" in capsys.readouterr().err
+    assert not (tmp_path / "summary.md").exists()
+
+
+def test_an_unknown_vector_format_for_the_sweep_callback_is_refused_when_it_is_built() -> None:
+    with pytest.raises(ConfigError, match=r"hydra.callbacks.sweep_summary.vector_figures=\['eps'\]: each must be one"):
+        SweepSummary(vector_figures=["eps"])

@@ -312,3 +312,24 @@ def test_aggregate_draws_every_ok_regression_job_and_one_panel_per_group(tmp_pat
 def test_classification_sweeps_draw_no_prediction_plots(tmp_path: Path) -> None:
     result = aggregate_sweep(make_regularizer_sweep(tmp_path))
     assert not [p for p in result.outputs if p.name in ("prediction.png", "predictions.png")]
+
+
+def test_vector_figures_are_the_shown_figures_as_pdf_and_svg_and_go_when_not_asked_for(tmp_path: Path) -> None:
+    plots_dir = tmp_path / "plots"
+    make_regularizer_sweep(tmp_path)
+    aggregate_sweep(tmp_path)
+    shown = {path.name: path.read_bytes() for path in plots_dir.glob("*.png")}
+    result = aggregate_sweep(tmp_path, vector_formats=("pdf", "svg"))
+    assert {path.name: path.read_bytes() for path in plots_dir.glob("*.png")} == shown  # the PNGs do not change
+    vector = {path.name: path.read_bytes() for path in plots_dir.glob("*") if path.suffix != ".png"}
+    names = {Path(name).stem for name in shown}
+    assert set(vector) == {f"{name}.pdf" for name in names} | {f"{name}.svg" for name in names}
+    for name, data in vector.items():
+        assert data.startswith(b"%PDF" if name.endswith(".pdf") else b"<?xml")
+        if name.endswith(".pdf"):
+            assert b"/FontFile2" in data and b"/Type3" not in data  # TrueType fonts embedded, as publishers ask
+    assert {path for path in result.outputs if path.parent == plots_dir} == set(plots_dir.iterdir())
+    aggregate_sweep(tmp_path, vector_formats=("pdf", "svg"))
+    assert {name: (plots_dir / name).read_bytes() for name in vector} == vector  # no date, no random ids
+    aggregate_sweep(tmp_path)
+    assert {path.name for path in plots_dir.iterdir()} == set(shown)

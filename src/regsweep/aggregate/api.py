@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +59,16 @@ class SweepAggregate:
 
 
 def aggregate_sweep(
-    sweep_dir: Path, baseline: str | None = None, all_pairs: bool | None = None, plots: bool = True
+    sweep_dir: Path, baseline: str | None = None, all_pairs: bool | None = None, plots: bool = True,
+    vector_formats: Sequence[str] = (),
 ) -> SweepAggregate:
     """Group the jobs of ``sweep_dir`` by configuration, summarize and compare them, write the outputs.
 
     Writes summary.csv, jobs.csv, comparisons.csv, summary.md, summary.tex, aggregate_tb/ and (with ``plots``)
-    plots/*.png into ``sweep_dir``, and prediction.png into every ok regression job's dir. The baseline is
-    ``baseline`` or else the group with every swept regularization strength at 0; ``all_pairs``
-    None compares every pair of up to 6 groups, True always, False only against the baseline.
+    plots/*.png, each figure also in every one of ``vector_formats`` (pdf, svg), into ``sweep_dir``, and
+    prediction.png into every ok regression job's dir. The baseline is ``baseline`` or else the group with
+    every swept regularization strength at 0; ``all_pairs`` None compares every pair of up to 6 groups,
+    True always, False only against the baseline.
     Unreadable job files are reported in summary.md, never fatal. Raises ``AggregateError`` for a
     missing dir, a dir without jobs or an unknown ``baseline`` label.
     """
@@ -77,11 +80,12 @@ def aggregate_sweep(
     pairs = comparison_pairs([g.label for g in sweep.groups], chosen.label, all_pairs)
     comparisons = compare_groups(values, metrics, pairs)
     curves = {group.label: group_curves(group) for group in sweep.groups}
-    plot_files = write_plots(sweep, values, descriptions, curves) if plots else PlotFiles([], [])
+    plot_files = write_plots(sweep, values, descriptions, curves, vector_formats) if plots else PlotFiles([], [])
     markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)
     outputs = [
         *write_reports(sweep, metrics, descriptions, comparisons, markdown),
         *plot_files.summary,
+        *plot_files.vector,
         *plot_files.jobs,
         *write_tensorboard_runs(sweep.sweep_dir, curves),
     ]

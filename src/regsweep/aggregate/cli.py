@@ -8,6 +8,7 @@ from pathlib import Path
 
 from regsweep.aggregate.api import aggregate_sweep
 from regsweep.aggregate.load import AggregateError
+from regsweep.aggregate.plots import VECTOR_FORMATS
 from regsweep.aggregate.tables import SUMMARY_FILE
 
 USAGE_ERROR = 2
@@ -30,13 +31,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     pairs.add_argument("--against-baseline", dest="all_pairs", action="store_const", const=False,
                        help="compare each group with the baseline only (default for more than 6 groups)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots (faster)")
-    return parser.parse_args(argv)
+    parser.add_argument("--vector-figures", nargs="+", choices=VECTOR_FORMATS, default=[], metavar="FORMAT",
+                        help=f"also write every figure in these formats ({', '.join(VECTOR_FORMATS)}) beside its "
+                        "PNG: vector figures for a paper")
+    args = parser.parse_args(argv)
+    if args.vector_figures and not args.plots:
+        parser.error("--vector-figures draws the plots: leave out --no-plots")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = aggregate_sweep(args.sweep_dir, baseline=args.baseline, all_pairs=args.all_pairs, plots=args.plots)
+        result = aggregate_sweep(args.sweep_dir, baseline=args.baseline, all_pairs=args.all_pairs, plots=args.plots,
+                                 vector_formats=args.vector_figures)
     except AggregateError as exc:
         print(f"regsweep-aggregate: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

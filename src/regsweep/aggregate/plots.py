@@ -1,4 +1,5 @@
-"""PNG plots of a sweep, one function per figure; matplotlib is imported only when plots are asked for.
+"""The plots of a sweep, one function per figure, written as PNG (and PDF or SVG on request); matplotlib is
+imported only when plots are asked for.
 
 Figures are drawn on the Agg canvas without pyplot (no global figure state, no display needed)
 and written atomically like every other output. Series are labelled by what differs between
@@ -12,7 +13,7 @@ import math
 import re
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.atomic import atomic_write_bytes
 from regsweep.console import count
+from regsweep.errors import ConfigError
 from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, base_name, is_percent
 from regsweep.metrics import metric as declared_metric  # `metric` names a loop variable here
 from regsweep.records import OK, PREDICTIONS_FILE
@@ -49,10 +51,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PLOTS_DIR = "plots"
-# The seed summary's figures in plots/, in the order summary.md shows them, then one VS_PREFIX figure per swept number.
-FIGURES = ("test_metrics.png", "learning_curves.png", "weight_histograms.png", "generalization_gap.png",
-           "predictions.png")
+# The seed summary's figures in plots/ (names without their format), in the order summary.md shows them, then one
+# VS_PREFIX figure per swept number.
+FIGURES = ("test_metrics", "learning_curves", "weight_histograms", "generalization_gap", "predictions")
 VS_PREFIX = "vs_"
+SHOWN_FORMAT = "png"  # every figure; summary.md shows it
+VECTOR_FORMATS = ("pdf", "svg")  # on request, beside the PNG: figures for a paper, sharp at any size
+# No date in a vector file, and SVG element ids from a fixed salt instead of a random one: the same sweep, the same
+# bytes. PDF fonts embedded as TrueType (42), not matplotlib's default Type 3, which publishers' checks refuse.
+UNDATED = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+VECTOR_SETTINGS = {"svg.hashsalt": "regsweep", "pdf.fonttype": 42}
 PREDICTION_PLOT = "prediction.png"  # in each regression job's dir
 LOG_SCALE_KEY_PARTS = ("l1", "l2", "lr", "weight_decay", "n_train", "batch_size", "parameters")
 GAP_METRICS = ("final/gen_gap/acc", "final/gen_gap/loss")
@@ -77,10 +85,18 @@ PREDICTION_MARGINS = {"left": 0.05, "right": 0.97, "bottom": 0.1, "top": 0.8, "w
 Colors = dict[str, tuple[float, ...]]  # label -> RGBA, the same in every figure
 
 
+def checked_vector_formats(key: str, formats: Sequence[str]) -> tuple[str, ...]:
+    """``formats`` if each is one of VECTOR_FORMATS, else a ConfigError naming ``key``: before a sweep, not after it."""
+    if any(file_format not in VECTOR_FORMATS for file_format in formats):
+        raise ConfigError(key, list(formats), f"each must be one of {', '.join(VECTOR_FORMATS)}")
+    return tuple(formats)
+
+
 @dataclass(frozen=True)
 class PlotFiles:
-    summary: list[Path]  # under plots/, shown in summary.md
+    summary: list[Path]  # the PNGs under plots/, shown in summary.md
     jobs: list[Path]  # one prediction.png per regression job
+    vector: list[Path] = field(default_factory=list)  # the same figures as the PNGs in the VECTOR_FORMATS asked for
 
 
 # --- figure plumbing --------------------------------------------------------------------------------
@@ -109,8 +125,13 @@ def new_figure(
 
 
 def save_figure(figure: "Figure", path: Path) -> Path:
+    """Writes ``figure`` in the format its file name ends with: png, or one of VECTOR_FORMATS."""
+    from matplotlib import rc_context
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    file_format = path.suffix.removeprefix(".")
+    with rc_context(VECTOR_SETTINGS):
+        figure.savefig(buffer, format=file_format, dpi=DPI, metadata=UNDATED.get(file_format))
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -210,7 +231,7 @@ def curve_tags(curves: dict[str, GroupCurves], name: str) -> tuple[str, str] | N
     return (train or "", val or "") if train or val else None
 
 
-def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: Path) -> Path | None:
+def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors) -> "Figure | None":
     """Mean ± SE per epoch and group; val solid, train dashed; log loss axis when it spans decades."""
     panels = {name: tags for name, spec in CURVE_PANELS.items() if (tags := curve_tags(curves, spec))}
     if not panels:
@@ -232,7 +253,7 @@ def plot_learning_curves(curves: dict[str, GroupCurves], colors: Colors, path: P
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     add_legend(figure, *curve_legend(list(curves), colors))
-    return save_figure(figure, path)
+    return figure
 
 
 def band_note(curves: dict[str, GroupCurves]) -> str:
@@ -355,7 +376,7 @@ def architecture_markers(groups: list[Group], keys: tuple[str, ...]) -> dict[str
     return markers
 
 
-def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descriptions, path: Path) -> Path | None:
+def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descriptions) -> "Figure | None":
     """Mean ± SE of the main metrics against one swept value; one line per setting of the other overrides.
     Against the model's size, each architecture has its own marker, named in the legend with its size."""
     groups, along = along_axis(sweep.groups, key)
@@ -389,7 +410,7 @@ def plot_metric_vs_hyperparameter(sweep: Sweep, key: str, descriptions: Descript
     handles, labels = axes[0].get_legend_handles_labels() if len(series) > 1 else ([], [])
     named = [entry for _, entry in markers.values()]
     add_legend(figure, [*handles, *named], [*labels, *(entry.get_label() for entry in named)])
-    return save_figure(figure, path)
+    return figure
 
 
 # --- weights ------------------------------------------------------------------------------------
@@ -404,7 +425,7 @@ def pooled_weights(group: Group) -> np.ndarray:
     return finite(np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float32))
 
 
-def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | None:
+def plot_weight_histograms(sweep: Sweep, colors: Colors) -> "Figure | None":
     """Weight-value densities per group: L1 piles weights at zero, L2 narrows the distribution.
 
     The weights are those of weights.npz: the kept (best-checkpoint) epoch's, like the sparsity
@@ -434,7 +455,7 @@ def plot_weight_histograms(sweep: Sweep, colors: Colors, path: Path) -> Path | N
     for ax in (values_ax, log_ax):
         ax.grid(alpha=0.3)
     axes_legend(figure, values_ax)
-    return save_figure(figure, path)
+    return figure
 
 
 # --- per group: test metrics, generalization gap -----------------------------------------------------
@@ -497,8 +518,8 @@ def group_panels(
 
 
 def plot_test_metrics(
-    labels: list[str], values: GroupValues, descriptions: Descriptions, colors: Colors, path: Path
-) -> Path | None:
+    labels: list[str], values: GroupValues, descriptions: Descriptions, colors: Colors
+) -> "Figure | None":
     """Test accuracy and loss per group: every seed's value as a dot, beside it the mean ± SE (none for one seed)."""
     if (drawing := group_panels(labels, descriptions, TEST_METRICS)) is None:
         return None
@@ -512,10 +533,10 @@ def plot_test_metrics(
         log_note = set_y_scale(panel.ax, panel.metric, np.concatenate(seeds))
         panel.ax.set_title(f"{metric_title(panel.metric)}{log_note}\ndots: seeds; diamond: "
                            f"{single_seed_note(panel.points)}", fontsize="medium")
-    return save_figure(figure, path)
+    return figure
 
 
-def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors, path: Path) -> Path | None:
+def plot_generalization_gap(labels: list[str], descriptions: Descriptions, colors: Colors) -> "Figure | None":
     """Last-epoch generalization gap per group, mean with SE error bars (none for one seed)."""
     if (drawing := group_panels(labels, descriptions, GAP_METRICS)) is None:
         return None
@@ -527,7 +548,7 @@ def plot_generalization_gap(labels: list[str], descriptions: Descriptions, color
         panel.ax.axhline(0, color="black", linewidth=0.8)
         panel.ax.set_title(f"{metric_title(panel.metric)}: {declared_metric(panel.metric).formula}\n"
                            f"{single_seed_note(panel.points)}", fontsize="medium")
-    return save_figure(figure, path)
+    return figure
 
 
 # --- regression predictions ---------------------------------------------------------------------
@@ -562,7 +583,7 @@ def symmetric_levels(values: np.ndarray, count: int = 21) -> np.ndarray:
     return np.linspace(-limit, limit, count)
 
 
-def draw_prediction_plot(predictions: Predictions, title: str, path: Path) -> Path:
+def draw_prediction_plot(predictions: Predictions, title: str) -> "Figure":
     """Truth, prediction (same color scale) and signed error over the test grid, side by side."""
     p = predictions
     low, high = min(p.y_true.min(), p.y_pred.min()), max(p.y_true.max(), p.y_pred.max())
@@ -575,7 +596,7 @@ def draw_prediction_plot(predictions: Predictions, title: str, path: Path) -> Pa
     error_ax.set_title("error: prediction - truth")
     mse, worst = float(np.mean(p.error**2)), float(np.max(np.abs(p.error)))
     figure.suptitle(f"{wrap(title, 110)}\ntest grid: MSE {mse:.3g}, max |error| {worst:.3g}", fontsize="medium")
-    return save_figure(figure, path)
+    return figure
 
 
 def write_prediction_plot(job_dir: Path) -> Path | None:
@@ -588,7 +609,7 @@ def write_prediction_plot(job_dir: Path) -> Path | None:
     source = job_dir / PREDICTIONS_FILE
     if not source.exists():
         return None
-    return draw_prediction_plot(load_predictions(source), job_dir.name, job_dir / PREDICTION_PLOT)
+    return save_figure(draw_prediction_plot(load_predictions(source), job_dir.name), job_dir / PREDICTION_PLOT)
 
 
 def is_regression_job(job: Job) -> bool:
@@ -619,7 +640,7 @@ def mean_abs_error(members: list[tuple[Job, Predictions]]) -> tuple[Predictions,
     return first, np.mean(np.abs(errors), axis=0), [float(np.mean(e**2)) for e in errors]
 
 
-def plot_group_predictions(predictions: dict[str, list[tuple[Job, Predictions]]], path: Path) -> Path | None:
+def plot_group_predictions(predictions: dict[str, list[tuple[Job, Predictions]]]) -> "Figure | None":
     """One panel per group: mean |error| over seeds on the test grid (shared log color scale), truth as contours."""
     if not predictions:
         return None
@@ -637,13 +658,14 @@ def plot_group_predictions(predictions: dict[str, list[tuple[Job, Predictions]]]
         ax.set_title(f"{wrap(label, 40)}\n{seeds}, test MSE {np.mean(mses):.2g}", fontsize="medium")
     add_colorbar(figure, surface, axes, "mean |prediction - truth| over seeds (log scale)", log=True)
     figure.suptitle("test-grid error per group (white: contours of the truth, dashed < 0)", fontsize="medium")
-    return save_figure(figure, path)
+    return figure
 
 
 def write_job_prediction_plots(predictions: dict[str, list[tuple[Job, Predictions]]]) -> list[Path]:
     """prediction.png per job, titled by its group and seed (the dir name repeats every shared override)."""
     return [
-        draw_prediction_plot(p, f"{label}, seed {job.record.seed if job.record else '?'}", job.dir / PREDICTION_PLOT)
+        save_figure(draw_prediction_plot(p, f"{label}, seed {job.record.seed if job.record else '?'}"),
+                    job.dir / PREDICTION_PLOT)
         for label, members in predictions.items()
         for job, p in members
     ]
@@ -653,29 +675,38 @@ def write_job_prediction_plots(predictions: dict[str, list[tuple[Job, Prediction
 
 
 def write_plots(
-    sweep: Sweep, values: GroupValues, descriptions: Descriptions, curves: dict[str, GroupCurves]
+    sweep: Sweep, values: GroupValues, descriptions: Descriptions, curves: dict[str, GroupCurves],
+    vector_formats: Sequence[str] = (),
 ) -> PlotFiles:
-    """Every figure that the sweep has data for; returns the files written. A figure of an earlier aggregation
-    that this one does not draw (a partial sweep's, or one made by another version) is removed, so that
-    plots/ never shows a figure summary.md does not stand behind."""
+    """Every figure that the sweep has data for, as PNG and in each of ``vector_formats``; returns the files written.
+
+    A figure of an earlier aggregation that this one does not draw (a partial sweep's, one made by another
+    version, a vector copy not asked for again) is removed, so that plots/ never shows a figure summary.md
+    does not stand behind."""
     plots_dir = sweep.sweep_dir / PLOTS_DIR
     labels = [g.label for g in sweep.groups]
     colors = group_colors(labels)
     predictions = group_predictions(sweep)
-    test_metrics, curves_figure, histograms, gaps, group_predictions_figure = (plots_dir / name for name in FIGURES)
-    written = [
-        plot_test_metrics(labels, values, descriptions, colors, test_metrics),
-        plot_learning_curves(curves, colors, curves_figure),
-        plot_weight_histograms(sweep, colors, histograms),
-        plot_generalization_gap(labels, descriptions, colors, gaps),
-        plot_group_predictions(predictions, group_predictions_figure),
-    ]
-    written += [
-        plot_metric_vs_hyperparameter(sweep, key, descriptions, plots_dir / f"{VS_PREFIX}{safe_name(key)}.png")
-        for key in swept_numeric_keys(sweep)
-    ]
-    drawn = [path for path in written if path is not None]
-    ours = {path for path in plots_dir.glob("*.png") if path.name in FIGURES or path.name.startswith(VS_PREFIX)}
-    for stale in ours - set(drawn):  # plots/ may hold others' figures too: a search's report draws there
-        stale.unlink()
-    return PlotFiles(drawn, write_job_prediction_plots(predictions))
+    drawn = dict(zip(FIGURES, (
+        plot_test_metrics(labels, values, descriptions, colors),
+        plot_learning_curves(curves, colors),
+        plot_weight_histograms(sweep, colors),
+        plot_generalization_gap(labels, descriptions, colors),
+        plot_group_predictions(predictions),
+    )))
+    drawn |= {f"{VS_PREFIX}{safe_name(key)}": plot_metric_vs_hyperparameter(sweep, key, descriptions)
+              for key in swept_numeric_keys(sweep)}
+    figures = {name: figure for name, figure in drawn.items() if figure is not None}
+    shown = [save_figure(figure, plots_dir / f"{name}.{SHOWN_FORMAT}") for name, figure in figures.items()]
+    vector = [save_figure(figure, plots_dir / f"{name}.{file_format}")
+              for file_format in vector_formats for name, figure in figures.items()]
+    for stale in summary_figure_files(plots_dir) - {*shown, *vector}:  # plots/ may hold others' figures too:
+        stale.unlink()  # a search's report draws there
+    return PlotFiles(shown, write_job_prediction_plots(predictions), vector)
+
+
+def summary_figure_files(plots_dir: Path) -> set[Path]:
+    """The files in plots/ that are figures of a seed summary, in any format it writes."""
+    formats = {f".{file_format}" for file_format in (SHOWN_FORMAT, *VECTOR_FORMATS)}
+    return {path for path in plots_dir.glob("*") if path.suffix in formats
+            and (path.stem in FIGURES or path.stem.startswith(VS_PREFIX))}

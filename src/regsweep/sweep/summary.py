@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -19,6 +20,7 @@ from regsweep.sweep.plan import PLAN_FILE
 
 
 log = logging.getLogger(__name__)
+SUMMARY_CALLBACK = "sweep_summary"  # its name under hydra.callbacks (conf/hydra/default.yaml)
 
 
 def sweep_error() -> BaseException | None:
@@ -53,11 +55,18 @@ def resume_hint(sweep_dir: Path) -> str | None:
 class SweepSummary(Callback):
     """``hydra.callbacks.sweep_summary``: the seed aggregation (tables, comparisons, plots) of the sweep dir.
 
-    With ``aggregate: false`` (Optuna searches: their study report covers them) only the job table.
+    With ``aggregate: false`` (Optuna searches: their study report covers them) only the job table;
+    ``vector_figures`` (pdf, svg) adds each figure in those formats beside its PNG.
     """
 
-    def __init__(self, aggregate: bool = True) -> None:
+    def __init__(self, aggregate: bool = True, vector_figures: Sequence[str] = ()) -> None:
         self.aggregate = aggregate
+        self.vector_figures: tuple[str, ...] = ()
+        if vector_figures:  # checked when the sweep starts; matplotlib's plots module only when asked for
+            from regsweep.aggregate.plots import checked_vector_formats
+
+            self.vector_figures = checked_vector_formats(f"hydra.callbacks.{SUMMARY_CALLBACK}.vector_figures",
+                                                         vector_figures)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -68,7 +77,8 @@ class SweepSummary(Callback):
 
         try:
             if self.aggregate:
-                print(aggregate_sweep(sweep_dir).console_summary())  # markdown: a plain print keeps it unwrapped
+                aggregated = aggregate_sweep(sweep_dir, vector_formats=self.vector_figures)
+                print(aggregated.console_summary())  # markdown: a plain print keeps it unwrapped
                 print(f"seed summary: {sweep_dir / SUMMARY_FILE}")
             else:
                 print(job_table(sweep_dir))
