@@ -10,13 +10,14 @@ model: float32 values agree to ~1e-6 relative. The comparisons allow 1e-5 relati
 absolute, the latter for derived differences such as gen_gap/loss = val/loss - train loss. (On the
 Intel CPU this was written on, an MLP member trains bit for bit the same in any pack of two or more,
 and alone with one thread: alone on two, the BLAS splits MNIST's 128x784x512 product across them.
-The rounding the harness itself could make place-dependent, the optimizer step, the weight statistics
-and the evaluation batches, is tested exactly.)
+The rounding the harness itself could make place-dependent, the optimizer step, gradient clipping, a
+single-output layer, the weight statistics and the evaluation batches, is tested exactly.)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from conftest import CONF_DIR, TINY, run_train
 from regsweep import packing
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
-from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, net_param_groups
+from regsweep.models import PackedLinear
+from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, clip_member_gradients, net_param_groups
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
 from regsweep.seeding import SeedStreams
 
@@ -140,6 +142,60 @@ def test_a_members_optimizer_step_is_bit_for_bit_the_same_at_any_place_in_any_pa
     pack = trained(slice(0, 7))
     for members in (slice(0, 1), slice(2, 3), slice(6, 7), slice(0, 3), slice(4, 7)):
         for alone, packed in zip(trained(members), pack):
+            assert torch.equal(alone, packed[members]), (members, alone.shape)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread: alone, a member's large reductions would otherwise be split across threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_members_clipped_gradient_is_bit_for_bit_the_same_at_any_place_in_any_pack(one_thread: None) -> None:
+    """Clipping to a global norm adds up each member's squared norms over its parameters; summed over a stack of
+    them, the pack's size would set the order of those additions and a member's last bits."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(64, 512), (512,), (512, 256), (256,), (256, 10), (10,)]  # the default MLP's gradients on digits
+    grads = [torch.randn(7, *shape, generator=generator) * 10.0 ** -torch.rand(7, *[1] * len(shape),
+                                                                                generator=generator) * 3
+             for shape in shapes]
+
+    def clipped(members: slice) -> list[torch.Tensor]:
+        member_grads = [g[members].clone() for g in grads]
+        clip_member_gradients(member_grads, max_norm=1.0)
+        return member_grads
+
+    pack = clipped(slice(0, 7))
+    norms = sum(g.flatten(1).double().pow(2).sum(1) for g in pack).sqrt()
+    assert norms == pytest.approx([1.0] * 7, rel=1e-5)  # every member above the limit before
+    for members in (slice(0, 1), slice(2, 3), slice(6, 7), slice(0, 3), slice(4, 7)):
+        for alone, packed in zip(clipped(members), pack):
+            assert torch.equal(alone, packed[members]), (members, alone.shape)
+
+
+def test_a_single_output_layer_is_bit_for_bit_the_same_at_any_place_in_any_pack(one_thread: None) -> None:
+    """A regression head: torch's batched product of one member's matrix by a vector rounds unlike a pack's."""
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(7, 256, 1, generator=generator) / 16, torch.randn(7, 1, generator=generator)
+    inputs, output_grad = torch.randn(7, 100, 256, generator=generator), torch.randn(7, 100, 1, generator=generator)
+
+    def forward_and_backward(members: slice) -> list[torch.Tensor]:
+        layer = PackedLinear(len(range(7)[members]), 256, 1)
+        with torch.no_grad():
+            layer.weight.copy_(weight[members])
+            layer.bias.copy_(bias[members])
+        x = inputs[members].clone().requires_grad_()
+        output = layer(x)
+        output.backward(output_grad[members])
+        return [output.detach(), x.grad, layer.weight.grad, layer.bias.grad]
+
+    pack = forward_and_backward(slice(0, 7))
+    torch.testing.assert_close(pack[0], torch.baddbmm(bias.unsqueeze(1), inputs, weight))  # the linear layer
+    for members in (slice(0, 1), slice(2, 3), slice(6, 7), slice(0, 3), slice(4, 7)):
+        for alone, packed in zip(forward_and_backward(members), pack):
             assert torch.equal(alone, packed[members]), (members, alone.shape)
 
 

@@ -100,9 +100,18 @@ class PackedLinear(nn.Module):
         return self.weight[member].T  # torch's [out, in]
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.weight.shape[2] == 1:
+            return self.single_output(x)
         if self.bias is None:
             return torch.bmm(x if x.stride(-1) == 1 else x.contiguous(), self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+    def single_output(self, x: Tensor) -> Tensor:
+        """One output (a regression head) as products and a sum, which round alike for a member in a pack of any
+        size: torch multiplies a lone member's matrix by a vector with another routine than a pack's, rounding
+        otherwise, forward and backward."""
+        output = (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True)
+        return output if self.bias is None else output + self.bias.unsqueeze(1)
 
 
 class PackedConv2d(nn.Module):

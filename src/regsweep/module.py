@@ -44,11 +44,24 @@ from regsweep.models import (
     pack_state,
     penalized_weights,
 )
-from regsweep.optim import GROUPS_PER_NET, OptimizerConfig, Schedule, build_optimizer, build_schedule, net_param_groups
+from regsweep.optim import (
+    GROUPS_PER_NET,
+    OptimizerConfig,
+    Schedule,
+    build_optimizer,
+    build_schedule,
+    clip_member_gradients,
+    net_param_groups,
+)
 from regsweep.penalty import add_gradient_noise, add_penalty_gradient, weight_statistics
 from regsweep.records import FAILED, OK
 
 Row = dict[str, float]
+
+
+def gradients(net: nn.Module) -> list[Tensor]:
+    """The gradients a backward pass left on ``net``'s parameters ([members, ...] each)."""
+    return [p.grad for p in net.parameters() if p.grad is not None]
 
 
 def _member_slice(value: Any, index: int) -> Any:
@@ -320,22 +333,12 @@ class PackModule(L.LightningModule):
                 add_penalty_gradient(list(penalized_weights(net).values()), l1, l2)
                 for net, (l1, l2) in zip(self.nets, self.strengths)])
         if self.optimizer_cfg.clip_grad_norm:
-            self._clip(self.optimizer_cfg.clip_grad_norm)
+            for net in self.nets:
+                clip_member_gradients(gradients(net), self.optimizer_cfg.clip_grad_norm)
         for net, group in zip(self.nets, self.groups):
             stds = [self.specs[m].grad_noise_std for m in group]
             if any(stds):
-                add_gradient_noise([p.grad for p in net.parameters() if p.grad is not None], stds,
-                                   [self.specs[m].grad_noise for m in group])
-
-    @torch.no_grad()
-    def _clip(self, max_norm: float) -> None:
-        """Rescale each member's gradients to at most ``max_norm`` (global L2 norm over that member's parameters)."""
-        for net in self.nets:
-            grads = [p.grad for p in net.parameters() if p.grad is not None]
-            norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-            scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-            for g in grads:
-                g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+                add_gradient_noise(gradients(net), stds, [self.specs[m].grad_noise for m in group])
 
     # --- evaluation ---------------------------------------------------------------------------------
 

@@ -107,3 +107,17 @@ def build_optimizer(cfg: OptimizerConfig, param_groups: list[dict[str, Any]]) ->
 def build_schedule(cfg: OptimizerConfig, optimizer: torch.optim.Optimizer, max_epochs: int) -> Schedule | None:
     """Per-epoch learning-rate schedule (stepped by the module after each epoch), or None."""
     return SCHEDULES[cfg.schedule](cfg, optimizer, max_epochs)
+
+
+@torch.no_grad()
+def clip_member_gradients(gradients: list[torch.Tensor], max_norm: float) -> None:
+    """Rescale each member's gradients ([members, ...] each) to a global L2 norm of at most ``max_norm``, in place.
+
+    Each member's squared norms are added parameter by parameter, in the same order for every member: one sum
+    over a stack of them would add a pack's columns in another order than one member's, and round otherwise.
+    """
+    squares = [g.flatten(1).pow(2).sum(1) for g in gradients]
+    norms = sum(squares[1:], squares[0]).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in gradients:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
