@@ -443,7 +443,9 @@ class PackModule(L.LightningModule):
         self._resumed = states
 
     def on_fit_start(self) -> None:
-        """Load resumed members' optimizer and schedule state into the optimizer Lightning has just built."""
+        """The penalty strengths on the device Lightning has just moved the nets to (the module was made on the CPU);
+        resumed members' optimizer and schedule state into the optimizer Lightning has just built."""
+        self._strengths()
         states = getattr(self, "_resumed", None)
         if not states:
             return
