@@ -30,7 +30,8 @@ from conftest import CONF_DIR, TINY, run_train
 from regsweep import packing
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
-from regsweep.models import PackedLinear
+from regsweep.models import MemberModel, MLPConfig, PackedLinear
+from regsweep.module import MemberSpec, PackModule
 from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, clip_member_gradients, net_param_groups
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
 from regsweep.seeding import SeedStreams
@@ -273,6 +274,26 @@ def test_each_member_tests_its_own_best_epoch(tmp_path: Path) -> None:
         assert record.metrics["best"]["epoch"] == next(r["epoch"] for r in rows if r["val/acc"] == best["val/acc"])
         saved = torch.load(Path(record.job.dir) / "checkpoints" / "best.ckpt", weights_only=False)
         assert saved["epoch"] == record.metrics["best"]["epoch"] and saved["monitor"] == "val/acc"
+
+
+def test_the_penalty_strengths_follow_the_nets_to_the_device_lightning_moves_them_to() -> None:
+    """The module is made on the CPU and moved by Lightning before fit: strengths left behind failed every penalized
+    job on a GPU. The meta device stands in for one here."""
+
+    def member(seed: int, l1: float) -> MemberSpec:
+        streams = SeedStreams(seed)
+        return MemberSpec(id=seed, l1=l1, l2=0.0, grad_noise_std=0.0, lr=1e-3, weight_decay=0.0,
+                          model=MemberModel(0.0, streams.generator("init"), streams.generator("dropout")),
+                          grad_noise=streams.generator("grad_noise"))
+
+    module = PackModule(MLPConfig(name="mlp", hidden_sizes=[8], activation="relu", dropout=0.0, norm="none"),
+                        OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="none", step_size=1, gamma=1.0,
+                                        clip_grad_norm=0.0),
+                        [member(0, 1e-3), member(1, 1e-2)], "classification", (4,), 3, max_epochs=1)
+    module.to("meta")
+    module.on_fit_start()
+    [(l1, l2)] = module.strengths
+    assert l1.device == torch.device("meta") and l2 is None
 
 
 def test_the_initial_weights_and_the_batch_order_are_drawn_on_the_cpu_for_any_device() -> None:
