@@ -20,6 +20,7 @@ RESULTS = ROOT / "bench" / "results"
 SHARED_FASHION = ROOT.parent / "shared" / "data" / "fashion_mnist"
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 TRAIN = ROOT / "train.py"
+PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")  # a record's timings
 
 
 def run_script(script: Path, *arguments: str, cwd: Path = ROOT) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import (RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text,
+from common import (PHASES, RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text,
                     run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
@@ -38,7 +38,6 @@ from regsweep.data.datamodule import EVAL_MEMBER_ROWS
 from regsweep.packing import CPU_MAX_MEMBERS
 
 DEFAULT_SWEEP = ["regularizer=l1l2", "-m", "seed=0-9", "callbacks=no_stop", "trainer.enable_progress_bar=false"]
-PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")
 # A Fashion-MNIST member-epoch as the harness runs it (conf/model/mlp.yaml, conf/data/mnist.yaml): the layer
 # widths, 60,000 training images less the 5,000 validation ones, the evaluation passes (validation and the
 # eval-mode training subset of its size), the batch size
