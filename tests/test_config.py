@@ -132,6 +132,17 @@ def test_bad_values_name_the_key_and_what_is_allowed(make_cfg, override: str, ke
     assert "\n" not in str(error.value)
 
 
+def test_jobs_with_the_same_values_get_equal_but_separate_settings_and_a_bad_value_fails_every_time(make_cfg) -> None:
+    """A sweep's jobs share their groups' values: each is typed once, and no job can change another's settings."""
+    first, second = validate(make_cfg("regularizer=l1")), validate(make_cfg("regularizer=l1"))
+    assert first == second and first.regularizer is not second.regularizer
+    first.regularizer.strength.l1 = 1.0
+    assert second.regularizer.strength.l1 != 1.0 and validate(make_cfg("regularizer=l1")) == second
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="regularizer.l1"):
+            validate(make_cfg("regularizer=l1", "regularizer.l1=-1"))
+
+
 @pytest.mark.parametrize("override,key", [
     ("trainer.max_epoch=3", "Could not override 'trainer.max_epoch'"),  # a misspelled Trainer argument
     ("model.dropout=abc", "Error merging override model.dropout=abc"),

@@ -8,7 +8,6 @@ configs from there, on any machine that sees the sweep dir.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,9 +70,7 @@ def prepare_job_dir(config: DictConfig, num: int) -> tuple[Path, dict]:
             config.hydra.sweep.dir, config.hydra.sweep.subdir = sweep_dir, subdir
             config.hydra.runtime.output_dir = str(out.resolve())
         HydraConfig.instance().set_config(config)
-        task = copy.deepcopy(config)
-        with read_write(task), open_dict(task):
-            del task["hydra"]
+        task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
         resolved = OmegaConf.to_container(task, resolve=True)
         subdir = config.hydra.output_subdir
         if subdir is not None:
