@@ -74,12 +74,6 @@ class GpuSampler:
                 "peak_memory_mib": max(m for _, m in self.readings)}
 
 
-def seed_count(seeds: str) -> int:
-    """How many seeds a Hydra sweep value names: ``0-9`` (a range, both ends included) or ``0,3,5``."""
-    return sum(int(part.split("-")[1]) - int(part.split("-")[0]) + 1 if "-" in part else 1
-               for part in seeds.split(","))
-
-
 def study_arguments(args: argparse.Namespace, seeds: str) -> list[str]:
     data_dir = [f"data.data_dir={args.data_dir}"] if args.data_dir and args.data != "digits" else []
     return ["-m", f"regularizer={args.regularizers}", f"seed={seeds}", f"data={args.data}", *data_dir,
@@ -95,8 +89,7 @@ def phases(records: list[ResultRecord]) -> dict[str, float]:
 
 
 def run_mode(size: str, seeds: str, args: argparse.Namespace, sweep_dir: Path) -> dict[str, object]:
-    """One sweep of the study: its wall time (and the whole study's, estimated when it ran fewer seeds), the GPU's
-    readings, where the time went, what the jobs recorded."""
+    """One sweep of the study: its wall time, the GPU's readings, where the time went, what the jobs recorded."""
     with GpuSampler() as sampler:
         wall = run_script(TRAIN, *study_arguments(args, seeds), f"pack.size={size}", f"hydra.sweep.dir={sweep_dir}")
     records = sweep_records(sweep_dir)
@@ -104,12 +97,15 @@ def run_mode(size: str, seeds: str, args: argparse.Namespace, sweep_dir: Path) -
     for record in records:
         accuracy[record.params["regularizer.name"]].append(record.metrics["test"]["test/acc"])
     spent = phases(records)
-    jobs_time = spent["setup_s"] + spent["fit_s"] + spent["test_s"] + spent["write_s"]
-    share = seed_count(args.seeds) / seed_count(seeds)
-    return {"wall_s": wall, "study_wall_s": wall + (share - 1) * jobs_time, "seeds": seeds, "jobs": len(records),
-            "ok": sum(r.status == OK for r in records), "packs": len({r.job.pack for r in records if r.job.pack}),
-            "phases": spent, "gpu": sampler.summary(),
+    return {"wall_s": wall, "seeds": seeds, "jobs": len(records), "ok": sum(r.status == OK for r in records),
+            "packs": len({r.job.pack for r in records if r.job.pack}), "phases": spent,
+            "jobs_s": spent["setup_s"] + spent["fit_s"] + spent["test_s"] + spent["write_s"], "gpu": sampler.summary(),
             "mean_test_acc": {name: statistics.mean(a) for name, a in sorted(accuracy.items())}}
+
+
+def study_wall(run: dict, study_jobs: int) -> float:
+    """A sweep's wall time had it run ``study_jobs`` jobs: its own, plus the missing jobs at its jobs' mean time."""
+    return run["wall_s"] + (study_jobs / run["jobs"] - 1) * run["jobs_s"]
 
 
 def markdown(result: dict) -> str:
@@ -118,7 +114,8 @@ def markdown(result: dict) -> str:
     modes = (packed, off)
     off_wall = f"{off['wall_s']:.1f} s"
     if off["seeds"] != packed["seeds"]:
-        off_wall = f"{off['study_wall_s']:.1f} s (estimated from {off['jobs']} jobs, seeds {off['seeds']}: {off_wall})"
+        off_wall = (f"{study_wall(off, packed['jobs']):.1f} s (estimated from {off['jobs']} jobs, seeds {off['seeds']}: "
+                    f"{off_wall})")
     lines = [f"# GPU study ({result['machine']['gpu'] or 'no GPU: ' + result['machine']['cpu']}, "
              f"torch {result['machine']['torch']})", "",
              f"`python train.py {' '.join(result['command'])}` with `pack.size=auto` and `pack.size=off`, "
@@ -161,7 +158,7 @@ def main() -> None:
             print(f"{name}: {json.dumps(runs[name])}", flush=True)  # a run cut short by a time limit still says this
     result = {"machine": machine(), "command": study_arguments(args, args.seeds), "runs": runs,
               "settings": {key: str(value) for key, value in vars(args).items() if key != "out"},
-              "off_over_packed": runs["off"]["study_wall_s"] / runs["packed"]["wall_s"]}
+              "off_over_packed": study_wall(runs["off"], runs["packed"]["jobs"]) / runs["packed"]["wall_s"]}
     atomic_write_text(args.out / "gpu.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(args.out / "gpu.md", markdown(result))
     print(markdown(result))
