@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning
@@ -250,6 +251,25 @@ def test_flush_denormal_reaches_every_intra_op_thread(tmp_path: Path, flush: boo
     assert probe.returncode == 0, probe.stderr[-2000:]
     nonzero = int(probe.stdout.split()[-1])
     assert nonzero == 0 if flush else nonzero == 1 << 22
+
+
+@pytest.fixture
+def float32_flags() -> Iterator[None]:
+    """torch's TF32 flags as they were before the test (a job sets them for its whole process)."""
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    yield
+    torch.backends.cudnn.allow_tf32 = cudnn
+    torch.set_float32_matmul_precision(matmul)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_tf32_sets_both_products_and_convolutions(make_cfg, float32_flags: None, tf32: bool) -> None:
+    """torch leaves cuDNN convolutions in TF32 and products in float32; a job makes them agree, as configured."""
+    torch.backends.cudnn.allow_tf32 = not tf32
+    torch.set_float32_matmul_precision("highest" if tf32 else "high")
+    run(make_cfg(f"tf32={tf32}", "trainer.max_epochs=1"))
+    assert torch.backends.cudnn.allow_tf32 is tf32
+    assert torch.get_float32_matmul_precision() == ("high" if tf32 else "highest")
 
 
 def test_augmentation_is_refused_for_regression(make_cfg) -> None:

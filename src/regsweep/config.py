@@ -47,6 +47,7 @@ class RunConfig:
     seed: Any = MISSING  # checked by validate(): the master config of `-m seed=0-9` holds the range "0-9"
     optimized_metric: str = MISSING
     flush_denormal: bool = MISSING
+    tf32: bool = MISSING
     minibatches_per_step: int = MISSING
     threads: Any = MISSING  # auto | an integer >= 1
     last_checkpoint_every_s: Optional[float] = MISSING  # write last.ckpt at most this often (null: only at the end)

@@ -145,6 +145,14 @@ def current_member(cfg: DictConfig) -> Member:
     return _member(0, cfg, job_info(hydra, cfg))
 
 
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 on or off for both float32 matrix products and cuDNN convolutions (torch's defaults differ:
+    products in full float32, convolutions in TF32), so a CNN's numbers on a GPU carry float32's precision unless
+    asked otherwise. Through the flags Lightning's own check reads (``get_float32_matmul_precision``)."""
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+
+
 def manifest_members(manifest: Path) -> tuple[str, list[Member]]:
     """The members of a pack job, as the sweeper planned them (dirs prepared, configs resolved)."""
     plan = json.loads(Path(manifest).read_text(encoding="utf-8"))
@@ -250,6 +258,7 @@ class PackRun:
             # Acts on this thread; torch's intra-op threads inherit the mode when they start, which is
             # during this job's first parallel op as long as nothing before the job ran torch work.
             torch.set_flush_denormal(True)
+        set_tf32(bool(first.cfg.get("tf32", False)))
         L.seed_everything(first.settings.seed, verbose=False)  # only for code outside the harness's own streams
         self.splits = load_splits(first.settings.data)
         for member in members:
