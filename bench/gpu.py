@@ -114,8 +114,8 @@ def markdown(result: dict) -> str:
     modes = (packed, off)
     off_wall = f"{off['wall_s']:.1f} s"
     if off["seeds"] != packed["seeds"]:
-        off_wall = (f"{study_wall(off, packed['jobs']):.1f} s (estimated from {off['jobs']} jobs, seeds {off['seeds']}: "
-                    f"{off_wall})")
+        estimate = study_wall(off, packed["jobs"])
+        off_wall = f"{estimate:.1f} s (estimated from {off['jobs']} jobs, seeds {off['seeds']}: {off_wall})"
     lines = [f"# GPU study ({result['machine']['gpu'] or 'no GPU: ' + result['machine']['cpu']}, "
              f"torch {result['machine']['torch']})", "",
              f"`python train.py {' '.join(result['command'])}` with `pack.size=auto` and `pack.size=off`, "
