@@ -291,9 +291,9 @@ def test_the_penalty_strengths_follow_the_nets_to_the_device_lightning_moves_the
                                         clip_grad_norm=0.0),
                         [member(0, 1e-3), member(1, 1e-2)], "classification", (4,), 3, max_epochs=1)
     module.to("meta")
-    module.on_fit_start()
-    [(l1, l2)] = module.strengths
-    assert l1.device == torch.device("meta") and l2 is None
+    [strengths] = module.strengths
+    assert strengths.l1.device == torch.device("meta") and strengths.l2 is None
+    assert not any("strengths" in key for key in module.state_dict())  # from the configs, never from a checkpoint
 
 
 def test_the_initial_weights_and_the_batch_order_are_drawn_on_the_cpu_for_any_device() -> None:

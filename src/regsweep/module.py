@@ -53,7 +53,7 @@ from regsweep.optim import (
     clip_member_gradients,
     net_param_groups,
 )
-from regsweep.penalty import add_gradient_noise, add_penalty_gradient, weight_statistics
+from regsweep.penalty import PenaltyStrengths, add_gradient_noise, add_penalty_gradient, weight_statistics
 from regsweep.records import FAILED, OK
 
 Row = dict[str, float]
@@ -199,17 +199,10 @@ class PackModule(L.LightningModule):
         self.nets = nn.ModuleList(
             PackNet(self.model_cfg, [self.specs[m].model for m in group], self.input_shape, self.output_size)
             for group in self.groups).to(self.device)
-        self._strengths()
-
-    def _strengths(self) -> None:
-        """Each net's penalty strengths per member; a term none of a net's members uses is None (not computed)."""
-
-        def per_member(values: list[float]) -> Tensor | None:
-            return torch.tensor(values, device=self.device) if any(values) else None
-
-        self.strengths = [(per_member([self.specs[m].l1 for m in group]), per_member([self.specs[m].l2 for m in group]))
-                          for group in self.groups]
-        self.penalized = any(l1 is not None or l2 is not None for l1, l2 in self.strengths)
+        self.strengths = nn.ModuleList(
+            PenaltyStrengths([self.specs[m].l1 for m in group], [self.specs[m].l2 for m in group])
+            for group in self.groups).to(self.device)
+        self.penalized = any(s.l1 is not None or s.l2 is not None for s in self.strengths)
 
     def _position(self, member: int) -> tuple[int, int]:
         return _position_in(self.groups, member)
@@ -330,8 +323,8 @@ class PackModule(L.LightningModule):
         self._step_penalty = None
         if self.penalized:
             self._step_penalty = torch.cat([
-                add_penalty_gradient(list(penalized_weights(net).values()), l1, l2)
-                for net, (l1, l2) in zip(self.nets, self.strengths)])
+                add_penalty_gradient(list(penalized_weights(net).values()), strengths.l1, strengths.l2)
+                for net, strengths in zip(self.nets, self.strengths)])
         if self.optimizer_cfg.clip_grad_norm:
             for net in self.nets:
                 clip_member_gradients(gradients(net), self.optimizer_cfg.clip_grad_norm)
@@ -443,9 +436,7 @@ class PackModule(L.LightningModule):
         self._resumed = states
 
     def on_fit_start(self) -> None:
-        """The penalty strengths on the device Lightning has just moved the nets to (the module was made on the CPU);
-        resumed members' optimizer and schedule state into the optimizer Lightning has just built."""
-        self._strengths()
+        """Resumed members' optimizer and schedule state into the optimizer Lightning has just built."""
         states = getattr(self, "_resumed", None)
         if not states:
             return

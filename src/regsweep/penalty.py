@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 from omegaconf import MISSING
-from torch import Tensor
+from torch import Tensor, nn
 
 from regsweep import metrics
 from regsweep.schema import Checked, at_least, one_of, require, ruled
@@ -54,6 +54,19 @@ class RegularizerConfig(Checked):
         """(l1, l2) as applied: divided by n_train when the per-sample scaling of some course notes is on."""
         scale = 1.0 / n_train if self.scale_by_n_train else 1.0
         return self.l1 * scale, self.l2 * scale
+
+
+class PenaltyStrengths(nn.Module):
+    """A net's l1 and l2 per member, [members] each, or None for a term none of them uses (then not computed).
+
+    Buffers, so they go wherever the module goes (Lightning moves it to the training device before
+    fit); not persistent: they come from the members' configs, never from a checkpoint.
+    """
+
+    def __init__(self, l1: list[float], l2: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("l1", torch.tensor(l1) if any(l1) else None, persistent=False)
+        self.register_buffer("l2", torch.tensor(l2) if any(l2) else None, persistent=False)
 
 
 def _per_member(values: Tensor, like: Tensor) -> Tensor:
