@@ -23,6 +23,11 @@ TRAIN = ROOT / "train.py"
 PHASES = ("setup_s", "fit_s", "log_s", "histograms_s", "checkpoints_s", "test_s", "write_s")  # a record's timings
 
 
+def pack_seconds(phases: dict[str, float]) -> float:
+    """A pack's own time from its phases: logging, histograms and checkpoints are parts of fit_s."""
+    return phases["setup_s"] + phases["fit_s"] + phases["test_s"] + phases["write_s"]
+
+
 def run_script(script: Path, *arguments: str, cwd: Path = ROOT) -> float:
     """Wall seconds of a Python script in a fresh process, start to exit (what a user waits for at the prompt)."""
     started = time.perf_counter()

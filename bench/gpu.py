@@ -27,7 +27,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from common import PHASES, RESULTS, SHARED_MNIST, TRAIN, machine, run_script, sweep_records
+from common import PHASES, RESULTS, SHARED_MNIST, TRAIN, machine, pack_seconds, run_script, sweep_records
 
 from regsweep.atomic import atomic_write_text
 from regsweep.console import cli_description
@@ -99,7 +99,7 @@ def run_mode(size: str, seeds: str, args: argparse.Namespace, sweep_dir: Path) -
     spent = phases(records)
     return {"wall_s": wall, "seeds": seeds, "jobs": len(records), "ok": sum(r.status == OK for r in records),
             "packs": len({r.job.pack for r in records if r.job.pack}), "phases": spent,
-            "jobs_s": spent["setup_s"] + spent["fit_s"] + spent["test_s"] + spent["write_s"], "gpu": sampler.summary(),
+            "jobs_s": pack_seconds(spent), "gpu": sampler.summary(),
             "mean_test_acc": {name: statistics.mean(a) for name, a in sorted(accuracy.items())}}
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import (PHASES, RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, paired_rounds, ratio_summary, ratio_text,
-                    run_script, sweep_records, timed)
+from common import (PHASES, RESULTS, ROOT, SHARED_FASHION, TRAIN, machine, pack_seconds, paired_rounds, ratio_summary,
+                    ratio_text, run_script, sweep_records, timed)
 
 from regsweep.atomic import atomic_write_text
 from regsweep.console import cli_description
@@ -62,7 +62,7 @@ def breakdown(sweep_dir: Path, total: float) -> dict[str, float]:
                                  "from regsweep.aggregate import aggregate_sweep; "
                                  f"aggregate_sweep({str(sweep_dir)!r}); print(time.perf_counter() - t)")
     phases = {name: record.timings.get(name, 0.0) for name in PHASES}
-    pack = phases["setup_s"] + phases["fit_s"] + phases["test_s"] + phases["write_s"]
+    pack = pack_seconds(phases)
     return {"total_s": total, "imports_s": imports, **phases,
             "training_s": phases["fit_s"] - phases["log_s"] - phases["histograms_s"] - phases["checkpoints_s"],
             "epoch_s": record.timings.get("epoch_s", 0.0), "summary_s": summary,
