@@ -87,6 +87,12 @@ def test_a_record_names_the_commit_of_the_packages_own_checkout_only(tmp_path: P
     assert provenance.software.__wrapped__(tmp_path)["git_dirty"] is True  # uncached: the code changed
 
 
+def test_a_record_names_the_torch_build_not_only_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyPI's CUDA wheel says 2.11.0 in its package metadata and 2.11.0+cu130 in torch.__version__ (found on a GPU)."""
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
+    assert provenance.software.__wrapped__(tmp_path)["torch"] == "2.11.0+cu130"
+
+
 def test_each_members_histogram_is_its_own_histc() -> None:
     weights = torch.randn(4, 40, 7, generator=torch.Generator().manual_seed(0))
     weights[1] *= 100  # members on very different scales each get their own range

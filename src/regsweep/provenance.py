@@ -8,6 +8,7 @@ aggregates ran in more than one.
 from __future__ import annotations
 
 import functools
+import importlib
 import platform
 import subprocess
 from importlib import metadata
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # the aggregation reads records without importing torch
     import torch
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # src/regsweep/ -> the repository, when run from a checkout
-LIBRARIES = ("torch", "lightning", "numpy")  # the distributions whose versions can move the numbers
+LIBRARIES = ("torch", "lightning", "numpy")  # the libraries whose versions can move the numbers
 GIT_TIMEOUT_S = 10
 # What can move the numbers: the code, the configs, the pinned dependencies (not docs, notes or results)
 RESULT_SOURCES = ("src", "conf", "train.py", "pyproject.toml")
@@ -42,7 +43,7 @@ def software(source_root: Path) -> dict[str, str | bool | None]:
         "git_commit": commit,
         "git_dirty": None if changes is None else bool(changes),  # uncommitted changes to RESULT_SOURCES
         "python": platform.python_version(),
-        **{library: _version(library) for library in LIBRARIES},
+        **{library: _library_version(library) for library in LIBRARIES},
     }
 
 
@@ -71,6 +72,15 @@ def _version(distribution: str) -> str | None:
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
+        return None
+
+
+def _library_version(name: str) -> str | None:
+    """The version the library itself reports: torch's names its build (``2.11.0+cu130`` or ``+cpu``), which a
+    PyPI wheel's package metadata (``2.11.0``) does not, and a CUDA build's kernels round differently."""
+    try:
+        return str(importlib.import_module(name).__version__)
+    except ImportError:
         return None
 
 
