@@ -13,12 +13,13 @@ from omegaconf import DictConfig  # noqa: E402
 
 from regsweep.config import register_configs, register_resolvers  # noqa: E402
 from regsweep.errors import install_compact_excepthook, refuse_null_group_choices  # noqa: E402
-from regsweep.instantiate import TRUSTED_TARGETS  # noqa: E402
+from regsweep.instantiate import TRUSTED_TARGETS, user_code_importable  # noqa: E402
 from regsweep.job import run  # noqa: E402
 
 startup.imports_done()
 
 os.environ.setdefault("REGSWEEP_ROOT", str(Path(__file__).resolve().parent))
+user_code_importable()  # a _target_ of the user's own package, in the directory they run from
 install_compact_excepthook()
 register_resolvers()
 register_configs()

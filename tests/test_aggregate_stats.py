@@ -75,6 +75,19 @@ def test_welch_t_test_with_one_run_has_a_difference_but_no_test() -> None:
     assert math.isnan(result.p) and math.isnan(result.ci95_low)
 
 
+@pytest.mark.parametrize("x,y", [([0.95] * 3, [0.9] * 4), ([0.95] * 3, [0.95] * 4), ([0.1 + 0.2] * 2, [0.3] * 2)])
+def test_groups_without_spread_have_an_exact_difference_and_no_test_or_effect_size(x: list[float],
+                                                                                   y: list[float]) -> None:
+    """Not scipy's answer: t = inf and p = 0 for any difference, even one of rounding (0.1 + 0.2 vs 0.3) or of
+    the means alone ([0.95] * 3 has mean 0.9499...), and a Hedges' g of 1e14 from the rounding error of a constant's
+    variance."""
+    assert stats.constant(x) and stats.constant(y) and not stats.constant([0.95]) and not stats.constant([1.0, 2.0])
+    result = stats.welch_t_test(x, y)
+    assert result.ci95_low == result.ci95_high == result.difference == x[0] - y[0]  # 0 for 0.95 (mean 0.9499...)
+    assert math.isnan(result.t) and math.isnan(result.df) and math.isnan(result.p)
+    assert math.isnan(stats.hedges_g(x, y))
+
+
 def test_mann_whitney_matches_scipy() -> None:
     x, y = [1.0, 2.5, 3.0, 7.0], [2.0, 4.0, 5.0, 6.0, 8.0]
     reference = sps.mannwhitneyu(x, y, alternative="two-sided")

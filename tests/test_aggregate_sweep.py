@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_aggregate_fixtures import TEST_ACC, make_job, make_regularizer_sweep, write_hydra_overrides
 
 from regsweep.aggregate import AggregateError, SweepAggregate, aggregate_sweep
-from regsweep.aggregate.compare import comparison_sentence, higher_is_better
+from regsweep.aggregate.compare import compare_pair, comparison_sentence
 from regsweep.aggregate.load import load_sweep
 from regsweep.records import write_epochs_csv
 
@@ -380,9 +380,13 @@ def test_curves_merge_split_rows_and_skip_blank_cells(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("metric", "higher"),
-    [("test/acc", True), ("best/val/acc", True), ("test/loss", False), ("best/val/error", False),
-     ("final/gen_gap/acc", False), ("final/gen_gap/loss", False), ("final/train/penalty", False)],
+    ("metric", "better"),
+    [("test/acc", "higher"), ("best/val/acc", "higher"), ("test/loss", "lower"), ("best/val/error", "lower"),
+     ("final/gen_gap/acc", "lower"), ("final/gen_gap/loss", "lower"), ("final/train/penalty", "lower"),
+     ("final/weights/l1", None), ("best/weights/sparsity", None), ("wall_time_s", None), ("epochs", None)],
 )  # fmt: skip
-def test_direction_of_improvement(metric: str, higher: bool) -> None:
-    assert higher_is_better(metric) is higher
+def test_direction_of_improvement_is_the_declared_one_and_none_for_the_others(metric: str, better: str | None) -> None:
+    values = {"a": {metric: np.array([3.0, 4.0, 5.0])}, "b": {metric: np.array([1.0, 2.0, 2.5])}}
+    comparison = compare_pair(metric, "a", "b", values)
+    assert comparison.better == better
+    assert math.isnan(comparison.p_improvement) if better is None else comparison.p_improvement in (0.0, 1.0)

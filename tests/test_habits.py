@@ -120,6 +120,36 @@ def test_a_checkpoint_of_another_config_is_refused(make_cfg, tmp_path: Path) -> 
                      f"paths.output_dir={tmp_path / 'other'}"))
 
 
+def test_evaluating_a_checkpoint_of_another_network_says_which_keys_differ(make_cfg, tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    run(make_cfg(*PLAIN, "trainer.max_epochs=1", f"paths.output_dir={job}"))
+    with pytest.raises(CheckpointError, match=r"another network than this config builds \(model.dropout: 'off' in it, "
+                       r"'on' here; model.hidden_sizes: \[32\] in it, \[16, 8\] here\)"):
+        run(make_cfg(*PLAIN, "train=false", f"ckpt_path={job}/checkpoints/best.ckpt", "model.hidden_sizes=[16,8]",
+                     "model.dropout=0.1", f"paths.output_dir={tmp_path / 'eval'}"))
+    assert not (tmp_path / "eval" / "result.json").exists() or read_result(tmp_path / "eval").status == "failed"
+
+
+def test_enable_checkpointing_false_writes_no_checkpoint_and_still_tests_the_kept_epoch(make_cfg, tmp_path: Path) -> None:
+    run(make_cfg(*TINY, "trainer.max_epochs=3", "trainer.enable_checkpointing=false"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.metrics["test"] and not (tmp_path / "checkpoints").exists()
+
+
+def test_default_root_dir_elsewhere_than_the_jobs_own_dir_is_refused(make_cfg, tmp_path: Path) -> None:
+    validate(make_cfg(*TINY, f"trainer.default_root_dir={tmp_path}"))  # the job's own dir (paths.output_dir)
+    with pytest.raises(ConfigError, match="trainer.default_root_dir=.*set hydra.run.dir"):
+        validate(make_cfg(*TINY, f"trainer.default_root_dir={tmp_path / 'elsewhere'}"))
+
+
+@pytest.mark.parametrize("max_time", ["00:00:00:01", "{seconds: 1}"])
+def test_max_time_stops_the_run_and_the_record_says_why(make_cfg, tmp_path: Path, max_time: str) -> None:
+    run(make_cfg(*PLAIN, "trainer.max_epochs=100000", f"trainer.max_time={max_time}"))
+    record = read_result(tmp_path)
+    assert record.status == "ok" and record.epochs < 100000
+    assert record.stop_reason == f"trainer.max_time reached after {record.epochs} epochs"
+
+
 def test_evaluating_a_saved_checkpoint_gives_the_jobs_test_numbers(make_cfg, tmp_path: Path) -> None:
     job = tmp_path / "job"
     run(make_cfg(*PLAIN, "trainer.max_epochs=3", f"paths.output_dir={job}"))
@@ -199,3 +229,59 @@ def test_a_plain_job_imports_no_search_or_cluster_code(tmp_path: Path) -> None:
 def test_a_command_help_shows_its_docstring_line_without_rest_markup(module: str) -> None:
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "``" not in result.stdout
+
+
+USER_CALLBACKS = '''
+import lightning as L
+
+class EpochPrinter(L.Callback):
+    """Prints what any Lightning callback reads at the end of a training epoch."""
+
+    def __init__(self, prefix: str = "epoch"):
+        self.prefix = prefix
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        print(self.prefix, trainer.current_epoch, float(trainer.callback_metrics["val/loss"]), flush=True)
+
+class NotACallback:
+    pass
+'''
+
+
+@pytest.mark.slow
+def test_a_users_own_callback_and_lightnings_stock_ones_work_in_a_multirun(tmp_path: Path) -> None:
+    (tmp_path / "mycb.py").write_text(USER_CALLBACKS)
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "seed=0,1", *TINY, "trainer.max_epochs=3", "callbacks=no_stop",
+                       "+callbacks.printer._target_=mycb.EpochPrinter",
+                       "+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor",
+                       "+callbacks.lr.logging_interval=epoch", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "callbacks.printer (mycb.EpochPrinter) is a Lightning callback of the whole " \
+           "trainer, so its jobs train one at a time" in result.stdout + result.stderr
+    jobs = sorted(sweep.glob("[0-9]*"))
+    for job in jobs:
+        tags = EventAccumulator(str(job)).Reload().Tags()["scalars"]
+        assert any(tag.startswith("lr-Adam") for tag in tags) and "val/loss" in tags  # into the job's own run
+    printed = [float(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    logged = [row["val/loss"] for job in jobs for row in read_epochs_csv(job / EPOCHS_FILE)]
+    assert printed == pytest.approx(logged, rel=1e-6)  # every epoch's own metrics, read from callback_metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arguments,message", [
+    (["+callbacks.x._target_=mycb.NotACallback"],
+     "callbacks.x._target_='mycb.NotACallback': is not a lightning.Callback"),
+    (["+callbacks.x._target_=nomod.Cb"], "callbacks.x._target_='nomod.Cb': does not import (ModuleNotFoundError: "
+                                          "No module named 'nomod'; searched "),
+    (["+callbacks.x._target_=mycb.EpochPrinter", "+callbacks.x.colour=red"],
+     "EpochPrinter refuses these arguments (got an unexpected keyword argument 'colour')"),
+    (["+logger.x._target_=mycb.EpochPrinter"], "logger.x._target_='mycb.EpochPrinter': is not a "
+                                               "lightning.pytorch.loggers.Logger"),
+])
+def test_a_callback_or_logger_that_cannot_work_is_refused_before_any_job(
+        tmp_path: Path, arguments: list[str], message: str) -> None:
+    (tmp_path / "mycb.py").write_text(USER_CALLBACKS)
+    result = run_train("-m", "seed=0,1", *TINY, *arguments, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert "none was started" in result.stderr and not (tmp_path / "sweep").exists()

@@ -33,6 +33,13 @@ def load_study(sweep: Path, name: str = "optuna-digits") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(str(sweep / JOURNAL_FILE)))
 
 
+def queue_trials(sweep: Path, name: str, *params: dict[str, object]) -> None:
+    """A maximizing study in the sweep's journal whose next trials take ``params`` (the rest of each is sampled)."""
+    study = optuna.create_study(study_name=name, storage=open_storage(str(sweep / JOURNAL_FILE)), direction="maximize")
+    for point in params:
+        study.enqueue_trial(point)
+
+
 class FakePack(SimpleNamespace):
     """What a member callback reads from the pack module after validation: the epoch's rows; and how it stops one."""
 
@@ -294,10 +301,8 @@ def test_two_workers_on_one_journal_share_the_study(tmp_path: Path) -> None:
 @pytest.mark.parametrize("pack", ["off", "auto"])
 def test_an_unpromising_trial_is_pruned_and_trials_average_their_seeds(tmp_path: Path, pack: str) -> None:
     sweep = tmp_path / "study"
-    queued = optuna.create_study(study_name="pruning", storage=open_storage(str(sweep / JOURNAL_FILE)),
-                                 direction="maximize")
-    for lr in (1e-2, 3e-2, 1e-6):  # two good trials first, then one that cannot learn in two epochs
-        queued.enqueue_trial({"optimizer.lr": lr})
+    # two good trials first, then one that cannot learn in two epochs
+    queue_trials(sweep, "pruning", *({"optimizer.lr": lr} for lr in (1e-2, 3e-2, 1e-6)))
     result = run_train("-m", "hparams_search=optuna", "hydra.sweeper.study_name=pruning", "hydra.sweeper.n_trials=3",
                        "hydra.sweeper.seeds_per_trial=2", "hydra.sweeper.pruner.n_startup_trials=2",
                        "hydra.sweeper.pruner.n_warmup_steps=0", "regularizer=none", "model.dropout=0", *TINY,

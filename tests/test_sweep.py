@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
 
-from conftest import TINY, run_train
-from hydra_plugins.regsweep_sweeper._impl import RegsweepSweeperImpl
+from conftest import CONF_DIR, TINY, run_train
+from hydra_plugins.regsweep_sweeper._impl import RegsweepSweeperImpl, sweep_jobs
 from regsweep.aggregate.load import load_sweep
 from regsweep.errors import ConfigError
 from regsweep.sweep.overrides import expand_integer_ranges
+
+REGULARIZERS = ["l1", "l1l2", "l2", "none"]  # the options of conf/regularizer/, as glob(*) lists them
+
+
+@pytest.fixture
+def config_loader() -> Iterator[ConfigLoader]:
+    """Hydra's loader over conf/, as a sweeper gets it (``hydra_context.config_loader``); compose() works meanwhile."""
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        yield GlobalHydra.instance().config_loader()
 
 
 @pytest.mark.parametrize("argument,expected", [
@@ -95,6 +108,36 @@ def test_an_invalid_job_config_stops_the_multirun_before_any_job(tmp_path: Path)
     assert "model.dropout=1.5" in result.stderr and "seed='abc'" in result.stderr
     assert not sweep.exists()  # nothing left behind, not even an empty dir
     assert "summary" not in result.stderr + result.stdout  # nothing ran: nothing to summarize
+
+
+def test_a_glob_sweeps_the_options_of_a_config_group(config_loader: ConfigLoader) -> None:
+    assert sweep_jobs(["regularizer=glob(*)", "seed=0"], config_loader) == [
+        [f"regularizer={name}", "seed=0"] for name in REGULARIZERS]
+    assert sweep_jobs(["regularizer=glob(l*,exclude=l1l2)"], config_loader) == [["regularizer=l1"], ["regularizer=l2"]]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("regularizer=glob(x*)", r"regularizer='glob\(x\*\)': matches none of the options of config group regularizer: "
+                             + ", ".join(REGULARIZERS)),
+    ("model.dropout=glob(*)", r"model.dropout is not a config group: glob\(\) picks options of a config group"),
+    ("seed=range(5,1)", r"seed='range\(5,1\)': the sweep takes no value"),
+])
+def test_a_sweep_that_takes_no_value_is_refused_naming_it(config_loader: ConfigLoader, override: str,
+                                                          message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        sweep_jobs([override], config_loader)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pack", ["off", "auto"])
+def test_a_glob_multirun_trains_every_option_of_the_group(tmp_path: Path, pack: str) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "regularizer=glob(*)", "seed=0", *TINY, "trainer.max_epochs=1", f"pack.size={pack}",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = jobs(sweep)
+    assert sorted(r.params["regularizer.name"] for r in records) == REGULARIZERS and all(r.ok for r in records)
+    assert len({r.job.pack for r in records}) == (4 if pack == "off" else 1)  # the penalties train as one pack
 
 
 def test_sweep_params_from_the_config_expand_ranges_too() -> None:

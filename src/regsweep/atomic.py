@@ -16,11 +16,20 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def naming(path: Path, error: OSError) -> OSError:
+    """``error`` naming ``path`` (``[Errno 28] No space left on device: '<path>'``): a failed write or flush names
+    no file, and a failed temporary file names one the user never sees."""
+    return type(error)(error.errno, error.strerror, str(path)) if error.errno else error
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise naming(path, error) from error
     try:
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for everyone
         with os.fdopen(fd, "wb") as handle:
@@ -28,6 +37,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except OSError as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise naming(path, error) from error
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

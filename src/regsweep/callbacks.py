@@ -41,15 +41,17 @@ class MemberCallback(Callback):
     """A Lightning callback that watches one member of the pack; ``bind`` says which."""
 
     key = "callbacks"  # the config key, for error messages
-    member: int = -1
+    member: int = -1  # the member's id in this process's pack (a position: never saved)
+    job: str = ""  # the job's name: what its saved state is known by, whatever pack it is resumed in
 
-    def bind(self, member: int) -> "MemberCallback":
-        self.member = member
+    def bind(self, member: int, job: str = "") -> "MemberCallback":
+        self.member, self.job = member, job
         return self
 
     @property
     def state_key(self) -> str:
-        return f"{type(self).__name__}[member={self.member}]"
+        """Unique among a pack's callbacks, as Lightning requires; names the job, never its place in the pack."""
+        return f"{type(self).__name__}[job={self.job or self.member}]"
 
     def row(self, module: L.LightningModule) -> dict[str, float] | None:
         """This epoch's measurements of the member; None when it has left the pack or is stopping."""

@@ -29,7 +29,8 @@ from regsweep.errors import RegsweepError
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_FILE, LAST_FILE = "best.ckpt", "last.ckpt"
-BEST_FORMAT, LAST_FORMAT = "regsweep-best/1", "regsweep-last/2"  # /2: a net's optimizer state in two groups
+# last /2: a net's optimizer state in two groups; /3: callbacks' state by config name, and how a finished job ended
+BEST_FORMAT, LAST_FORMAT = "regsweep-best/1", "regsweep-last/3"
 # What a job's numbers depend on; a checkpoint continues only a job that agrees on all of it
 # (trainer.max_epochs may grow: continuing a finished job for more epochs is the point of ckpt_path).
 TRAINING_KEYS = ("seed", "data", "model", "regularizer", "optimizer", "augment", "minibatches_per_step")
@@ -78,10 +79,31 @@ def check_same_training(payload: dict[str, Any], cfg: DictConfig, path: Path) ->
                               "optimizer or augment differ): it cannot continue this one")
 
 
+def network_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What shapes a job's network and its layers' names: the model keys (a dropout rate only by whether it drops
+    out: a member without dropout has no dropout layers) and the dataset (the input and output sizes)."""
+    model = dict(config.get("model") or {})
+    model["dropout"] = "on" if model.get("dropout") else "off"
+    return {"data.name": (config.get("data") or {}).get("name"), **{f"model.{k}": v for k, v in model.items()}}
+
+
+def check_same_network(payload: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """A checkpoint loads only into the network it was saved from: say which keys differ, before any work."""
+    saved, wanted = network_of(payload.get("config") or {}), network_of(OmegaConf.to_container(cfg, resolve=True))
+    differ = [key for key in sorted({*saved, *wanted}) if saved.get(key) != wanted.get(key)]
+    if differ:
+        shown = "; ".join(f"{key}: {saved.get(key)!r} in it, {wanted.get(key)!r} here" for key in differ)
+        raise CheckpointError(f"{path} holds another network than this config builds ({shown}): evaluate it with "
+                              "the config it was trained with (regsweep-eval <it> reads that from the checkpoint)")
+
+
 def same_job(payload: dict[str, Any], cfg: DictConfig) -> bool:
-    """Whether a checkpoint was written by exactly this job's config (which pack trained it aside)."""
-    def comparable(values: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in values.items() if k != "pack"}
+    """Whether a checkpoint was written by exactly this job's config (which pack trained it aside, and where its dir
+    was: a sweep dir that moved keeps its jobs)."""
+    def comparable(values: dict[str, Any]) -> str:
+        own_dir = str((values.get("paths") or {}).get("output_dir"))
+        text = json.dumps({k: v for k, v in values.items() if k != "pack"}, sort_keys=True, default=str)
+        return text.replace(json.dumps(own_dir)[1:-1], "<job dir>")
 
     return comparable(payload.get("config") or {}) == comparable(OmegaConf.to_container(cfg, resolve=True))
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import hashlib
 import json
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 from hydra.core.config_store import ConfigStore
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -24,6 +28,7 @@ from regsweep import metrics
 from regsweep.data.augment import AugmentSettings
 from regsweep.data.sources import DATASETS, DataConfig, RegressionDataConfig, task_of
 from regsweep.errors import ConfigError
+from regsweep.instantiate import check_targets
 from regsweep.models import MODELS, CNNConfig, MLPConfig
 from regsweep.optim import OptimizerConfig
 from regsweep.packing import PACK_OFF
@@ -68,9 +73,17 @@ class RunConfig:
     search: Optional[Any] = None  # set by conf/hparams_search/*: the job's Optuna trial
 
 
+MAX_NAME_BYTES = 200  # of a job dir's name from its overrides; file systems refuse names over 255 bytes
+
+
 def path_safe(text: str) -> str:
-    """A job-dir name from overrides: a value such as ``val/acc`` must not nest directories."""
-    return text.replace("/", "_")
+    """A job-dir name from overrides: a value such as ``val/acc`` must not nest directories, and many overrides must
+    not make a name the file system refuses (then cut, with a digest of the whole that keeps names apart)."""
+    name = text.replace("/", "_")
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[: MAX_NAME_BYTES - 12].decode(errors="ignore") + f"~{digest}"
 
 
 def register_resolvers() -> None:
@@ -114,6 +127,7 @@ class Settings:
     ckpt_path: str | None = None
     tags: tuple[str, ...] = ()
     last_checkpoint_every_s: float | None = 60.0
+    checkpointing: bool = True  # trainer.enable_checkpointing: false writes neither best.ckpt nor last.ckpt
 
 
 T = TypeVar("T")
@@ -201,6 +215,17 @@ def _refuse_unknown(node: DictConfig, known: set[str], prefix: str, what: str, o
                               what + (f"; did you mean {prefix}{near[0]}?" if near else otherwise))
 
 
+def check_root_dir(cfg: DictConfig) -> None:
+    """``trainer.default_root_dir`` is where Lightning would write; a job writes everything into its own dir."""
+    try:
+        root, own = cfg.trainer.get("default_root_dir"), OmegaConf.select(cfg, "paths.output_dir")
+    except OmegaConfBaseException:  # ${hydra:...} outside a Hydra run: nothing to compare yet
+        return
+    if root is not None and own is not None and Path(str(root)).resolve() != Path(str(own)).resolve():
+        raise ConfigError("trainer.default_root_dir", root, "a job writes its checkpoints, logs and records into its "
+                          "own dir: set hydra.run.dir (a run) or hydra.sweep.dir (a multirun) instead")
+
+
 def validate(cfg: DictConfig) -> Settings:
     """Check every value that shapes a job; raise ConfigError on the first bad one."""
     for group in GROUPS:
@@ -218,6 +243,8 @@ def validate(cfg: DictConfig) -> Settings:
         require("augment", "on", not augment.enabled, "augmentation needs an image dataset; use augment=none")
     objective = metrics.objective(cfg.get("optimized_metric", "auto"), task)
     check_monitors(cfg.get("callbacks"), task)
+    check_targets("callbacks", cfg.get("callbacks"), Callback)
+    check_targets("logger", cfg.get("logger"), Logger)
     per_step = cfg.get("minibatches_per_step", 1)
     require("minibatches_per_step", per_step, _is_count(per_step), "must be an integer >= 1")
     threads = cfg.get("threads", "auto")
@@ -229,11 +256,12 @@ def validate(cfg: DictConfig) -> Settings:
             "must be null (only when the job ends) or a number of seconds >= 0")
     train, ckpt_path = bool(cfg.get("train", True)), cfg.get("ckpt_path")
     require("train", train, train or ckpt_path is not None, "false needs ckpt_path=<a checkpoint to evaluate>")
+    check_root_dir(cfg)
     return Settings(
         seed=seed, task=task, objective=objective, data=data, model=model,
         regularizer=typed("regularizer", RegularizerConfig, cfg.regularizer),
         optimizer=typed("optimizer", OptimizerConfig, cfg.optimizer),
         augment=augment, batches=batches, minibatches_per_step=per_step,
         train=train, test=bool(cfg.get("test", True)), ckpt_path=ckpt_path, tags=tuple(cfg.get("tags") or ()),
-        last_checkpoint_every_s=every,
+        last_checkpoint_every_s=every, checkpointing=cfg.trainer.get("enable_checkpointing") is not False,
     )

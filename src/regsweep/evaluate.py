@@ -5,7 +5,8 @@
 
 The job's config comes from the checkpoint itself (overrides in Hydra's ``key=value`` form change
 it, e.g. another data dir); the results (result.json, the console table) go to ``--out``
-(default: ``<job dir>/eval``). The same as ``python train.py <the job's overrides> train=false
+(default: ``<job dir>/eval``: inside the job's dir, where ``regsweep-aggregate`` never looks for jobs,
+so an evaluation is never counted as one). The same as ``python train.py <the job's overrides> train=false
 ckpt_path=<checkpoint>``, without having to repeat the overrides.
 """
 

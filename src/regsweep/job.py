@@ -14,7 +14,6 @@ given ``ckpt_path``, continues from that checkpoint; ``train=false`` only evalua
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import statistics
@@ -23,10 +22,11 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,19 +39,20 @@ from regsweep.data.datamodule import EVAL_MEMBER_ROWS, MemberData, PackDataModul
 from regsweep.data.sources import load_splits
 from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
-from regsweep.instantiate import instantiate_trusted
+from regsweep.instantiate import instantiate_trusted, user_code_importable
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
 from regsweep.models import MemberModel, PackNet, member_size
 from regsweep.module import MemberSpec, PackModule, Stop
-from regsweep.outputs import MemberOutputs, member_histograms
+from regsweep.outputs import MemberOutputs, member_histograms, quiet_writer_threads
 from regsweep.metrics import REGRESSION
 from regsweep.optim import OPTIMIZERS
 from regsweep.provenance import environment
-from regsweep.records import FAILED, INTERRUPTED, OK, JobInfo, ResultRecord
+from regsweep.records import FAILED, INTERRUPTED, OK, RESULT_FILE, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
 from regsweep.sweep.lock import pack_claim
+from regsweep.sweep.plan import PackManifest
 from regsweep.threads import configure_threads
-from regsweep.trainer import lightning_arguments, training_device
+from regsweep.trainer import BatchPlan, lightning_arguments, training_device
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,19 @@ class Member:
     record: ResultRecord
     settings: Settings | None = None
     error: BaseException | None = None
-    callbacks: list[Any] = field(default_factory=list)
+    callbacks: dict[str, MemberCallback] = field(default_factory=dict)  # its member-aware ones, by config name
     outputs: MemberOutputs | None = None
     streams: dict[str, torch.Generator] = field(default_factory=dict)
     start: dict[str, Any] | None = None  # the checkpoint it continues from (last.ckpt), if any
     snapshot: tuple[dict[str, Any], dict[str, Any]] | None = None  # (the pack's, its own) state after the last epoch
     final_state: dict[str, torch.Tensor] | None = None  # weights when it left the pack (or at the end)
     done: bool = False  # its outcome is decided (it stopped, failed or finished training)
+    recorded: bool = False  # its result.json is written: whatever happens to its pack afterwards, it keeps it
+    unrecorded: str | None = None  # how it ended, when its result.json could not be written (the sweep says it)
 
     @property
     def checkpoint(self) -> BestCheckpoint | None:
-        return next((cb for cb in self.callbacks if isinstance(cb, BestCheckpoint)), None)
+        return next((cb for cb in self.callbacks.values() if isinstance(cb, BestCheckpoint)), None)
 
     @property
     def last_path(self) -> Path:
@@ -110,6 +113,12 @@ class Member:
     @property
     def start_epoch(self) -> int:
         return self.start.get("epochs", 0) if self.start else 0
+
+    @property
+    def ended_before(self) -> dict[str, Any] | None:
+        """How training ended, when its own last.ckpt is that of a job that stopped or finished (then it is only
+        tested and written again: training on would not be the job that ran)."""
+        return self.start.get("ended") if self.start and self.settings.ckpt_path is None else None
 
     def fail(self, error: BaseException | str) -> None:
         self.done = True
@@ -153,15 +162,15 @@ def set_tf32(enabled: bool) -> None:
     torch.set_float32_matmul_precision("high" if enabled else "highest")
 
 
-def manifest_members(manifest: Path) -> tuple[str, list[Member]]:
+def manifest_members(path: Path) -> tuple[str, list[Member]]:
     """The members of a pack job, as the sweeper planned them (dirs prepared, configs resolved)."""
-    plan = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    manifest = PackManifest.load(path)
     members = []
-    for index, entry in enumerate(plan["members"]):
-        job = JobInfo(name=Path(entry["dir"]).name, dir=entry["dir"], num=entry["num"], overrides=entry["overrides"],
-                      sweep_dir=plan["sweep_dir"], pack=plan["pack"])
-        members.append(_member(index, OmegaConf.create(entry["config"]), job))
-    return plan["pack"], members
+    for index, entry in enumerate(manifest.members):
+        job = JobInfo(name=Path(entry.dir).name, dir=entry.dir, num=entry.num, overrides=entry.overrides,
+                      sweep_dir=manifest.sweep_dir, pack=manifest.pack, sweep_id=manifest.sweep_id)
+        members.append(_member(index, OmegaConf.create(entry.config), job))
+    return manifest.pack, members
 
 
 class PackRun:
@@ -175,27 +184,48 @@ class PackRun:
         self.saved_at = time.perf_counter()  # last.ckpt: first written last_checkpoint_every_s after the start
 
     def run(self) -> None:
-        started = time.perf_counter()
+        self.started = time.perf_counter()
+        try:
+            self._run()
+        finally:
+            for member in self.members:
+                if not member.recorded:
+                    self._record(member)
+
+    def _run(self) -> None:
         try:
             self._validate()
             valid = [m for m in self.members if m.settings is not None and not m.done]
             if valid:
                 self._prepare(valid)
-                for epoch in sorted({m.start_epoch for m in valid}):  # members train together from one epoch
-                    for chunk in self._chunks([m for m in valid if m.start_epoch == epoch]):
+                # members train together from one epoch; those that had ended are only tested again
+                starts = sorted({(m.start_epoch, m.ended_before is not None) for m in valid})
+                for start in starts:
+                    for chunk in self._chunks([m for m in valid if (m.start_epoch, m.ended_before is not None) == start]):
                         self._train(chunk)
         except BaseException as error:  # also a signal: no member may be left without its record
             stop = as_interrupted(error)
+            if isinstance(error, OSError):
+                disk_failed()
             for member in self.members:
                 if member.settings is not None and not member.done:
                     self._interrupted(member, stop) if stop is not None else member.fail(error)
             raise stop if stop is not None else error
-        finally:
-            for member in self.members:
-                member.record.wall_time_s = round(time.perf_counter() - started, 3)
-                member.record.timings = dict(self.timings)
-                member.record.finished_at = _now()
-                MemberOutputs.write_record(member.job, member.record)
+
+    def _record(self, member: Member) -> None:
+        """Write a member's result.json, once its outcome is decided: it stopped, finished, failed or was stopped.
+        A disk that refuses it leaves the member ``unrecorded``, saying how it ended, for the sweep to report."""
+        member.record.wall_time_s = round(time.perf_counter() - self.started, 3)
+        member.record.timings = dict(self.timings)
+        member.record.finished_at = _now()
+        member.recorded = True
+        try:
+            MemberOutputs.write_record(member.job, member.record)
+        except OSError as error:
+            disk_failed()
+            ended = f"{member.record.error}; " if member.record.error else f"it ended {member.record.status}, but "
+            member.unrecorded = f"{ended}its {RESULT_FILE} could not be written: {describe(error)}"
+            log.error("job %s: %s", member.job.name, member.unrecorded)
 
     def _validate(self) -> None:
         for member in self.members:
@@ -222,8 +252,8 @@ class PackRun:
                 log.warning("job %s: %s; training from the start", member.job.name, error)
                 return None
             if checkpoints.same_job(payload, member.cfg):
-                log.info("job %s continues from %s (after epoch %d)", member.job.name, member.last_path,
-                         payload["epochs"])
+                how = "had ended; testing and writing it again from" if payload.get("ended") else "continues from"
+                log.info("job %s %s %s (after epoch %d)", member.job.name, how, member.last_path, payload["epochs"])
                 return payload
             log.info("job %s: %s belongs to another config; training from the start", member.job.name,
                      member.last_path)
@@ -231,7 +261,9 @@ class PackRun:
         kinds = (checkpoints.LAST_FORMAT,) if member.settings.train else (checkpoints.LAST_FORMAT,
                                                                           checkpoints.BEST_FORMAT)
         payload = checkpoints.read_checkpoint(Path(given), kinds)
-        if member.settings.train:
+        if not member.settings.train:
+            checkpoints.check_same_network(payload, member.cfg, Path(given))
+        else:
             checkpoints.check_same_training(payload, member.cfg, Path(given))
             done = payload["epochs"]  # epochs are numbered from 0: the next one is number `done`
             log.info("job %s continues from %s at epoch %d (%s done)", member.job.name, given, done,
@@ -292,9 +324,11 @@ class PackRun:
             member.callbacks = member_aware
             member.outputs = MemberOutputs(member.job, member.cfg, purge_step=start if member.start else None)
         plain = built[0][1]  # plain Lightning callbacks act on the whole pack: the first member's
-        trainer: L.Trainer = instantiate_trusted(
-            members[0].cfg.trainer, callbacks=plain + [c for m in members for c in m.callbacks],
-            **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)))
+        trainer: L.Trainer = instantiate_trusted(  # plain containers: Lightning reads max_time={minutes: 5} as a dict
+            members[0].cfg.trainer, _convert_="all", callbacks=plain + [c for m in members for c in m.callbacks.values()],
+            **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)),
+            logger=members[0].outputs.trainer_logger if len(members) == 1 else False,  # a job alone: callbacks may log
+            enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in plain))  # Lightning's own, if configured
         device = trainer.strategy.root_device
         ran_in = environment(device)
         for member in members:
@@ -312,30 +346,46 @@ class PackRun:
             self.splits, settings.data.batch_size,
             {m.id: MemberData(m.streams["order"], m.settings.augment, m.streams["augment"]) for m in members},
             plan, settings.minibatches_per_step, settings.data.split_seed, module.progress)
+        self.trainer, self.datamodule = trainer, datamodule
         t = self._phase("setup", t)
-        if settings.train and start < plan.max_epochs:
-            with stop_at_safe_points(lambda stop: setattr(module, "interrupt", stop)):
-                trainer.fit(module, datamodule=datamodule)
+        fit_ended = None  # how training ended for the members that train to the end
+        if members[0].ended_before is None:  # (a chunk's members all ended before, or none did)
+            if settings.train and start < plan.max_epochs:
+                with stop_at_safe_points(lambda stop: setattr(module, "interrupt", stop)):
+                    trainer.fit(module, datamodule=datamodule)
+            fit_ended = {"stop_reason": fit_end_reason(trainer, module, plan), "steps": module.steps_done}
         for member in members:
             if member.id in module.active:
+                ended = member.ended_before or fit_ended
                 member.final_state = module.member_state(member.id)
-                member.record.status, member.done, member.record.steps = OK, True, module.steps_done
+                member.record.status, member.done = OK, True
+                member.record.stop_reason, member.record.steps = ended["stop_reason"], ended["steps"]
         t = self._phase("fit", t)
         if module.epoch_times:  # the first epoch pays one-off costs: the steady epoch is the median of the others
             self.timings["first_epoch_s"] = round(module.epoch_times[0], 4)
             self.timings["epoch_s"] = round(statistics.median(module.epoch_times[1:] or module.epoch_times), 4)
-        tested = [m for m in members if m.record.status == OK]
-        if tested and settings.test:
-            module.load_member_states({m.id: self._kept_state(m) for m in tested})  # the pack is now these
-            trainer.test(module, datamodule=datamodule, verbose=False)
+        self._complete([m for m in members if not m.recorded], module,
+                       lambda tested: trainer.test(tested, datamodule=datamodule, verbose=False))
+
+    def _complete(self, members: list[Member], module: PackModule, test: Callable[[PackModule], Any]) -> None:
+        """Test the kept weights of the members that completed (``module`` then holds those), write every member's
+        outputs and record. Called for the members that leave a pack when they stop, and for the rest at the end."""
+        t = time.perf_counter()
+        completed = [m for m in members if m.record.status == OK]
+        if completed:
+            module.load_member_states({m.id: self._kept_state(m) for m in completed})
+            if completed[0].settings.test:
+                test(module)
         t = self._phase("test", t)
         for member in members:
             try:
                 self._finish(member, module)
             except OSError as error:  # e.g. a full disk: this member's outputs are incomplete, its pack-mates' need not be
+                disk_failed()
                 member.fail(error)
                 with contextlib.suppress(OSError):  # its loggers' last flush may hit the same disk
                     member.outputs.close()
+            self._record(member)
         self._phase("write", t)
 
     def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:
@@ -345,7 +395,7 @@ class PackRun:
                             plan.max_steps, epoch_offset=start,
                             steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
         by_id = {m.id: m for m in members}
-        module.on_member_stop = lambda member, stop: self._stopped(by_id[member], stop)
+        module.on_members_stop = self._stopped
         module.metric_sink = self._timed("log", lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch))
         module.on_epoch_done = self._timed("checkpoints", lambda epoch: self._epoch_done(
             [m for m in members if m.id in module.active]))
@@ -370,8 +420,8 @@ class PackRun:
         for member in members:
             # not the "init" stream: a continued member's nets are always overwritten by its saved weights
             checkpoints.restore_generators(member.streams, member.start["streams"])
-            for callback in member.callbacks:
-                callback.load_state_dict(member.start["callbacks"].get(callback.state_key, {}))
+            for name, callback in member.callbacks.items():
+                callback.load_state_dict(member.start["callbacks"][name])
             if member.checkpoint is not None:
                 member.checkpoint.best_state = member.start.get("best_state")
             module.history[member.id] = list(member.start["history"])
@@ -409,7 +459,7 @@ class PackRun:
         checkpoint = member.checkpoint
         return {
             "streams": checkpoints.generator_states(member.streams),
-            "callbacks": {cb.state_key: cb.state_dict() for cb in member.callbacks},
+            "callbacks": {name: cb.state_dict() for name, cb in member.callbacks.items()},
             "best_state": None if checkpoint is None else checkpoint.best_state,
             "history": list(self.module.history[member.id]),
         }
@@ -417,12 +467,14 @@ class PackRun:
     def _last_checkpoint(self, member: Member) -> dict[str, Any]:
         snapshot, extras = member.snapshot
         training = self.module.training_state(member.id, snapshot)
+        record = member.record
+        ended = {"stop_reason": record.stop_reason, "steps": record.steps} if member.done and record.ok else None
         return {"digest": checkpoints.training_digest(member.cfg), "epochs": training["epochs"],
                 "steps": training["steps"], "config": OmegaConf.to_container(member.cfg, resolve=True),
-                "training": training, **extras}
+                "training": training, "ended": ended, **extras}
 
     def _save_last(self, member: Member) -> None:
-        if member.snapshot is not None:
+        if member.snapshot is not None and member.settings.checkpointing:
             checkpoints.write_checkpoint(member.last_path, checkpoints.LAST_FORMAT, self._last_checkpoint(member))
 
     def _interrupted(self, member: Member, stop: Interrupted) -> None:
@@ -460,23 +512,33 @@ class PackRun:
         )
 
     @staticmethod
-    def _callbacks(member: Member) -> tuple[list[MemberCallback], list[Any]]:
-        """A member's configured callbacks: the member-aware ones bound to it, and the plain Lightning ones."""
-        built = [instantiate_trusted(node) for node in (member.cfg.get("callbacks") or {}).values()
-                 if node is not None and "_target_" in node]
-        return ([cb.bind(member.id) for cb in built if isinstance(cb, MemberCallback)],
-                [cb for cb in built if not isinstance(cb, MemberCallback)])
+    def _callbacks(member: Member) -> tuple[dict[str, MemberCallback], list[Any]]:
+        """A member's configured callbacks: the member-aware ones bound to it (by config name, which its
+        checkpoint keys their state by), and the plain Lightning ones."""
+        built = {name: instantiate_trusted(node) for name, node in (member.cfg.get("callbacks") or {}).items()
+                 if node is not None and "_target_" in node}
+        return ({name: cb.bind(member.id, member.job.name) for name, cb in built.items()
+                 if isinstance(cb, MemberCallback)},
+                [cb for cb in built.values() if not isinstance(cb, MemberCallback)])
 
-    def _stopped(self, member: Member, stop: Stop) -> None:
-        member.final_state, member.done = self.module.member_state(member.id), True
-        member.record.stop_reason, member.record.steps = stop.reason, self.module.steps_done
-        if stop.status == FAILED:
-            member.fail(stop.error or stop.reason)
-            return
-        member.record.status = stop.status
-        if stop.status != OK:  # pruned: the reason is why the job has no result
-            member.record.error = stop.reason
-        log.info("job %s: %s (stopped after %s)", member.job.name, stop.reason, count(stop.epoch + 1, "epoch"))
+    def _stopped(self, stops: dict[int, Stop]) -> None:
+        """Members leave the pack: each is tested and written now, so that nothing that happens to the pack
+        afterwards (a signal, a kill, a full disk) can take its result away."""
+        leaving = [member for member in self.members if member.id in stops]
+        for member in leaving:
+            stop = stops[member.id]
+            member.final_state, member.done = self.module.member_state(member.id), True
+            member.record.stop_reason, member.record.steps = stop.reason, self.module.steps_done
+            if stop.status == FAILED:
+                member.fail(stop.error or stop.reason)
+                continue
+            member.record.status = stop.status
+            if stop.status != OK:  # pruned: the reason is why the job has no result
+                member.record.error = stop.reason
+            log.info("job %s: %s (stopped after %s)", member.job.name, stop.reason, count(stop.epoch + 1, "epoch"))
+        context = self.trainer.precision_plugin.test_step_context  # the trainer is busy fitting: test outside it
+        self._complete(leaving, self.module.sibling([m.id for m in leaving]),
+                       lambda tested: tested.test_outside_fit(self.datamodule.test_dataloader(), context()))
 
     @staticmethod
     def _kept_state(member: Member) -> dict[str, torch.Tensor]:
@@ -485,8 +547,9 @@ class PackRun:
             return checkpoint.best_state
         return member.final_state
 
-    def _finish(self, member: Member, module: PackModule) -> None:
-        history = module.history[member.id]
+    def _finish(self, member: Member, tested: PackModule) -> None:
+        """Write a member's outputs; ``tested`` holds its kept weights, and their test results, when it completed."""
+        history = self.module.history[member.id]
         record = member.record
         record.epochs = len(history)
         member.outputs.write_epochs(history)
@@ -498,12 +561,11 @@ class PackRun:
         kept_epoch = checkpoint.best_epoch if kept else int(history[-1]["epoch"]) if history else None
         best = next((row for row in history if int(row["epoch"]) == kept_epoch), {})
         record.metrics = {"final": {k: v for k, v in history[-1].items() if k != "epoch"} if history else {},
-                          "best": dict(best), "test": module.test_results.get(member.id, {})}
-        if member.id in module.active:
-            member.outputs.write_weights(module.member_weights(member.id))
-        if member.id in module.test_predictions:
-            member.outputs.write_predictions(self.splits.x_test, self.splits.y_test, module.test_predictions[member.id])
-        if history:
+                          "best": dict(best), "test": tested.test_results.get(member.id, {})}
+        member.outputs.write_weights(tested.member_weights(member.id))
+        if member.id in tested.test_predictions:
+            member.outputs.write_predictions(self.splits.x_test, self.splits.y_test, tested.test_predictions[member.id])
+        if history and member.settings.checkpointing:
             member.outputs.write_best(self._kept_state(member), kept_epoch, checkpoint)
             self._save_last(member)  # the end state: ckpt_path=<it> trains the job further
         member.outputs.log_hparams(record, member.settings.objective)
@@ -522,6 +584,25 @@ class PackRun:
         return values[0] if len(values) == 1 else values
 
 
+def fit_end_reason(trainer: L.Trainer, module: PackModule, plan: BatchPlan) -> str | None:
+    """Why the members still in the pack ended before trainer.max_epochs; None when they trained them all."""
+    trained = module.epoch_offset + trainer.current_epoch
+    if trained >= plan.max_epochs or not module.epoch_times:
+        return None
+    if plan.max_steps is not None and module.steps_done >= plan.max_steps:
+        return f"trainer.max_steps={plan.max_steps} reached after {count(trained, 'epoch')}"
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if timer is not None and (timer.time_remaining("train") or 0) <= 0:
+        return f"trainer.max_time reached after {count(trained, 'epoch')}"
+    return f"a Lightning callback stopped the trainer after {count(trained, 'epoch')} of {plan.max_epochs}"
+
+
+def disk_failed() -> None:
+    """The disk refused a write: log files (each job's train.log, Hydra's) fail from now on too; their handlers
+    drop such lines quietly instead of printing a traceback for each (the jobs' errors say what happened)."""
+    logging.raiseExceptions = False
+
+
 def _drop_product_tips(record: logging.LogRecord) -> bool:
     return "Tip:" not in record.getMessage()
 
@@ -536,6 +617,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # Lightning looks for a SLURM job when fit() starts; a job here is one process whoever launched it.
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system.*")
+    # A Lightning step is a group of minibatches here (each with its own optimizer step): few per epoch by design
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
     logging.getLogger("lightning").handlers.clear()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_product_tips)  # the same object: added once per process
@@ -556,10 +639,12 @@ def refuse_a_sweep_without_multirun() -> None:
 def run(cfg: DictConfig) -> Any:
     """The task function of train.py: a pack job trains its manifest's members, any other job itself.
 
-    A job on its own returns its objective(s) and raises its error; a pack job returns
-    ``{job number: objective}`` for the members that completed (the others' records say why not).
+    A job on its own returns its objective(s) and raises its error; a pack job returns ``{job number: how it
+    ended}`` for the members whose record could not be written (the sweep reads the others' records).
     """
     quiet_lightning()
+    quiet_writer_threads()
+    user_code_importable(HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None)
     manifest = OmegaConf.select(cfg, "pack.manifest")
     if manifest:
         with pack_claim(Path(manifest)) as may_run:
@@ -568,13 +653,15 @@ def run(cfg: DictConfig) -> Any:
                 return {}
             _, members = manifest_members(Path(manifest))
             pack = PackRun(members)
-            with MemberOutputs.logging_into([m.job for m in members]):
-                pack.run()
-        return {m.job.num: pack.objectives(m) for m in members if m.record.status == OK}
+            with contextlib.suppress(OSError), MemberOutputs.logging_into([m.job for m in members]):
+                pack.run()  # a refused write has failed its members, each saying so: a traceback would say no more
+        return {m.job.num: m.unrecorded for m in members if m.unrecorded}  # the sweep reads the others' records
     member = current_member(cfg)
     refuse_a_sweep_without_multirun()
     pack = PackRun([member])
     pack.run()
+    if member.unrecorded:
+        raise JobFailed(f"job {member.job.name}: {member.unrecorded}")
     if member.record.status == OK:
         if member.settings.task == REGRESSION:  # a sweep's summary draws its jobs'; a job alone draws its own
             from regsweep.aggregate.plots import write_prediction_plot  # matplotlib: only here

@@ -23,7 +23,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterable
 
 import lightning as L
 import torch
@@ -169,7 +169,7 @@ class PackModule(L.LightningModule):
         self.rows: dict[int, Row] = {}  # this epoch's measurements of the active members
         self.history: dict[int, list[Row]] = {spec.id: [] for spec in members}
         self.pending: dict[int, Stop] = {}  # stop requests waiting for trainer.min_epochs
-        self.on_member_stop: Callable[[int, Stop], None] = lambda member, stop: None
+        self.on_members_stop: Callable[[dict[int, Stop]], None] = lambda stops: None  # before they leave the pack
         self.histograms: Callable[[list[int], str, Tensor, int], None] | None = None  # (members, tag, [members, ...], epoch)
         self.metric_sink: Callable[[int, Row, int], None] = lambda member, row, epoch: None
         self.on_epoch_done: Callable[[int], None] = lambda epoch: None  # the pack may save its state here
@@ -218,6 +218,11 @@ class PackModule(L.LightningModule):
         self.nets.load_state_dict({f"{g}.{key}": value for g, (net, group) in enumerate(zip(self.nets, self.groups))
                                    for key, value in pack_state(net, [(states[m], self.specs[m].model.dropout)
                                                                       for m in group]).items()})
+
+    def sibling(self, members: list[int]) -> "PackModule":
+        """A module of just these members (freshly built: load their states), on this one's device."""
+        return PackModule(self.model_cfg, self.optimizer_cfg, [self.specs[m] for m in members], self.task,
+                          self.input_shape, self.output_size, self.max_epochs).to(self.device)
 
     def stop_member(self, member: int, status: str, reason: str) -> None:
         """Take a member out of the pack at the end of this epoch (not before trainer.min_epochs)."""
@@ -373,6 +378,8 @@ class PackModule(L.LightningModule):
         table = torch.stack([values[name].float().to(self.device) for name in names]).T.tolist()  # one host sync
         self.rows = {member: {"epoch": float(self.epoch), **dict(zip(names, row))}
                      for member, row in zip(self.active, table)}
+        if len(self.rows) == 1:  # a job alone: its metrics reach Lightning's callbacks (callback_metrics), as any module's
+            self.log_dict({k: v for k, v in next(iter(self.rows.values())).items() if k != "epoch"}, logger=False)
         for member, row in self.rows.items():
             self._check_finite(member, row)
 
@@ -471,9 +478,9 @@ class PackModule(L.LightningModule):
 
     def _retire(self, stops: dict[int, Stop]) -> None:
         """Remove stopped members: slice their parameters, buffers and optimizer state out of the pack."""
-        for member, stop in stops.items():
+        for member in stops:
             self.pending.pop(member, None)
-            self.on_member_stop(member, stop)
+        self.on_members_stop(stops)
         keep = [m for m in self.active if m not in stops]
         if not keep:
             self.progress.active = []
@@ -506,6 +513,16 @@ class PackModule(L.LightningModule):
         optimizer = self._make_optimizer()
         self.schedule = build_schedule(self.optimizer_cfg, optimizer, self.max_epochs)
         return optimizer
+
+    def test_outside_fit(self, batches: Iterable[Minibatch], context: ContextManager[Any]) -> None:
+        """The test loop of ``trainer.test`` for a module no trainer runs (members that leave a pack mid-fit, while
+        the trainer is busy): the same steps and sums, in eval mode, without autograd, in the precision's context."""
+        self.eval()
+        with torch.inference_mode(), context:
+            self.on_test_epoch_start()
+            for index, minibatch in enumerate(batches):
+                self.test_step(minibatch, index)
+            self.on_test_epoch_end()
 
     def on_test_epoch_end(self) -> None:
         values = self._means("test")

@@ -11,18 +11,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from hydra.utils import get_class
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from regsweep import checkpoints
-from regsweep.atomic import atomic_write_bytes
+from regsweep.atomic import atomic_write_bytes, naming
 from regsweep.instantiate import instantiate_trusted
 from regsweep.records import (
     EPOCHS_FILE,
@@ -82,6 +84,68 @@ def bin_counts(flat: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
     return torch.bincount(bins.flatten(), minlength=flat.shape[0] * HISTOGRAM_BINS).view(-1, HISTOGRAM_BINS)
 
 
+def disk_error(error: BaseException) -> OSError | None:
+    """The OSError of a refused write (a full or read-only disk) behind ``error``, however a library wrapped it."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def quiet_writer_threads() -> None:
+    """In a process that trains: a logger's writer thread that the disk fails (TensorBoard writes from a thread of its
+    own) dies without a traceback; the same error reaches the job at its next write and fails it in one line."""
+    default = threading.__excepthook__
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not isinstance(args.exc_value, OSError):
+            default(args)
+
+    threading.excepthook = hook
+
+
+class JobLoggers(Logger):
+    """The Trainer's logger when it trains one job: Lightning's own callbacks and a user's (``LearningRateMonitor``,
+    ``trainer.logger.log_metrics``) write into the job's loggers, which the job finalizes itself once it has written
+    everything (Lightning would close them at the end of fit, before the test and the HParams)."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        super().__init__()
+        self.loggers = loggers
+
+    @property
+    def name(self) -> str:
+        return self.loggers[0].name
+
+    @property
+    def version(self) -> str | int:
+        return self.loggers[0].version
+
+    @property
+    def save_dir(self) -> str | None:
+        return self.loggers[0].save_dir
+
+    @property
+    def log_dir(self) -> str | None:
+        return getattr(self.loggers[0], "log_dir", self.save_dir)
+
+    @property
+    def experiment(self) -> Any:
+        return self.loggers[0].experiment
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams(params, *args, **kwargs)
+
+    def finalize(self, status: str) -> None:
+        """The job closes its loggers (MemberOutputs.close)."""
+
+
 class MemberOutputs:
     def __init__(self, job: JobInfo, cfg: DictConfig, purge_step: int | None = None) -> None:
         """``purge_step``: a job continued from its checkpoint drops the TensorBoard events it had written
@@ -97,6 +161,11 @@ class MemberOutputs:
         return instantiate_trusted(node)
 
     @property
+    def trainer_logger(self) -> JobLoggers | bool:
+        """What the Trainer of this job alone logs through (False: no logger)."""
+        return JobLoggers(self.loggers) if self.loggers else False
+
+    @property
     def histograms(self) -> bool:
         return any(isinstance(logger, TensorBoardLogger) for logger in self.loggers)
 
@@ -104,16 +173,26 @@ class MemberOutputs:
     def write_record(job: JobInfo, record: ResultRecord) -> None:
         write_result(Path(job.dir), record)
 
+    def _to_loggers(self, write: Callable[[Any], None]) -> None:
+        """``write`` to each logger; one the disk fails (full, read-only) fails naming this job's dir and the errno,
+        not as a logger's own words for it (TensorBoard's: "you tried to log 0.93 which is not supported")."""
+        for logger in self.loggers:
+            try:
+                write(logger)
+            except Exception as error:
+                cause = disk_error(error)
+                if cause is None:
+                    raise
+                raise naming(self.dir, cause) from error
+
     def log_epoch(self, row: dict[str, float], epoch: int) -> None:
         scalars = {k: v for k, v in row.items() if k != "epoch"}
-        for logger in self.loggers:
-            logger.log_metrics(scalars, step=epoch)
+        self._to_loggers(lambda logger: logger.log_metrics(scalars, step=epoch))
 
     def histogram(self, tag: str, histogram: Histogram, epoch: int) -> None:
         """A weight histogram, written as TensorBoard's raw histogram."""
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_histogram_raw(tag, **vars(histogram), global_step=epoch)
+        self._to_loggers(lambda logger: logger.experiment.add_histogram_raw(tag, **vars(histogram), global_step=epoch)
+                         if isinstance(logger, TensorBoardLogger) else None)
 
     def write_epochs(self, history: list[dict[str, float]]) -> None:
         write_epochs_csv(self.dir / EPOCHS_FILE, history)
@@ -148,16 +227,18 @@ class MemberOutputs:
             metrics["hp/objective"] = best[objective]
         params = {k: str(v) if isinstance(v, (list, tuple)) or v is None else v for k, v in record.params.items()}
         params["tags"] = ",".join(record.tags)
-        for logger in self.loggers:
+
+        def write(logger: Any) -> None:
             if isinstance(logger, TensorBoardLogger):  # its HParams tab pairs them with the metrics
                 logger.log_hyperparams(params, metrics)
             else:
                 logger.log_hyperparams(params)
                 logger.log_metrics(metrics, step=record.epochs)
 
+        self._to_loggers(write)
+
     def close(self) -> None:
-        for logger in self.loggers:
-            logger.finalize("success")
+        self._to_loggers(lambda logger: logger.finalize("success"))
 
     @staticmethod
     @contextlib.contextmanager

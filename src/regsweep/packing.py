@@ -14,8 +14,9 @@ import os
 from typing import Sequence, TypeVar
 
 import torch
-from torch import nn
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 PACK_OFF = "off"  # pack.size: every job trains alone
 
@@ -39,8 +40,24 @@ CPU_MAX_MEMBERS = 16
 T = TypeVar("T")
 
 
-def pack_key(cfg: DictConfig) -> str:
-    """The config a job shares with its pack-mates: everything but the member-wise keys, unresolved."""
+def why_alone(cfg: DictConfig) -> str | None:
+    """Why a job cannot share a pack, or None: a Lightning callback that is not member-aware acts on its trainer,
+    which in a pack trains every member (it could stop them all, or see another job's metrics)."""
+    from regsweep.callbacks import MemberCallback  # Lightning: imported only when a sweep is planned
+
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and node.get("_target_") is not None:
+            if not issubclass(get_class(str(node._target_)), MemberCallback):
+                return (f"callbacks.{name} ({node._target_}) is a Lightning callback of the whole trainer, so its jobs "
+                        "train one at a time (regsweep.callbacks.* act per member and pack)")
+    return None
+
+
+def pack_key(cfg: DictConfig) -> str | None:
+    """The config a job shares with its pack-mates: everything but the member-wise keys, unresolved; None for a job
+    that trains alone (``why_alone``)."""
+    if why_alone(cfg) is not None:
+        return None
     values = OmegaConf.to_container(cfg, resolve=False)
     values.pop("hydra", None)
     for key in MEMBERWISE:
@@ -65,15 +82,15 @@ def split_evenly(items: Sequence[T], parts: int) -> list[list[T]]:
     return runs
 
 
-def group_into_packs(keys: list[str], size: int | str, workers: int = 1) -> list[list[int]]:
-    """Indices of jobs in packs: jobs with equal keys together, in order of their first job.
+def group_into_packs(keys: list[str | None], size: int | str, workers: int = 1) -> list[list[int]]:
+    """Indices of jobs in packs: jobs with equal keys together (a None key alone), in order of their first job.
 
     ``size`` is "off" (each job alone), an integer (packs of at most that many) or "auto" (one pack
     per key, split among ``workers`` parallel workers; the pack job bounds it by memory).
     """
-    by_key: dict[str, list[int]] = {}
+    by_key: dict[str | int, list[int]] = {}
     for index, key in enumerate(keys):
-        by_key.setdefault(key, []).append(index)
+        by_key.setdefault(index if key is None else key, []).append(index)
     packs: list[list[int]] = []
     for members in by_key.values():
         if size == PACK_OFF:

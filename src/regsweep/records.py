@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -24,10 +25,11 @@ import numpy as np
 from regsweep.atomic import atomic_write_bytes, atomic_write_text
 
 RESULT_FILE = "result.json"
+OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of a job's command-line overrides
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
 PREDICTIONS_FILE = "predictions.npz"  # regression: x [N, 2] test points, y_true [N], y_pred [N] of the kept epoch
-SCHEMA_VERSION = 4  # 3: environment; 4: model (its size)
+SCHEMA_VERSION = 5  # 3: environment; 4: model (its size); 5: job.sweep_id
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal
 # (resumable from its last checkpoint).
 OK, FAILED, PRUNED, INTERRUPTED = "ok", "failed", "pruned", "interrupted"
@@ -65,6 +67,7 @@ class JobInfo:
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides
     sweep_dir: str | None = None  # the multirun dir; None for a single run
     pack: str | None = None  # the pack that trained it (a name in the sweep dir); None when it trained alone
+    sweep_id: str | None = None  # the sweep's plan (sweep_plan.json's id): a resumed sweep keeps only its own records
 
 
 @dataclass
@@ -150,20 +153,22 @@ def write_weights(path: Path, weights: Mapping[str, np.ndarray]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    """Under a dot-dir of the sweep (.packs/, .submitit/): the harness's own files, not jobs."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
+def is_job_dir(path: Path) -> bool:
+    """A dir Hydra made for a job (``.hydra/overrides.yaml``, whether the job ran or not) or one that holds a record."""
+    return (path / OVERRIDES_FILE).is_file() or (path / RESULT_FILE).is_file()
 
 
 def find_job_dirs(sweep_dir: Path) -> Iterator[Path]:
-    """Job dirs under a sweep dir: those with ``.hydra/overrides.yaml`` or a record (dot-dirs left out)."""
-    root = Path(sweep_dir)
-    seen: set[Path] = set()
-    for marker in root.rglob(".hydra/overrides.yaml"):
-        job_dir = marker.parent.parent
-        if job_dir != root and not _hidden(marker.parent, root):
-            seen.add(job_dir)
-    for record in root.rglob(RESULT_FILE):
-        if not _hidden(record, root):
-            seen.add(record.parent)
-    yield from sorted(seen)
+    """The job dirs at or under a sweep dir, in path order.
+
+    The search stops at a job dir: what lies inside one (``regsweep-eval``'s ``eval/``, a copy of a run) is that
+    job's, never another job of the sweep. Dot-dirs (.packs/, .submitit/) hold the harness's own files, not jobs.
+    """
+    found: list[Path] = []
+    for parent, subdirs, _ in os.walk(sweep_dir):  # symlinked dirs are not entered
+        if is_job_dir(Path(parent)):
+            found.append(Path(parent))
+            subdirs.clear()
+        else:
+            subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+    yield from sorted(found)

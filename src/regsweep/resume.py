@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Sequence
 
 from regsweep.console import cli_description
-from regsweep.sweep.plan import PLAN_FILE, SweepPlan
+from regsweep.sweep.plan import COMMAND_FILE, PLAN_FILE, DamagedPlanError, SweepCommand, SweepPlan
 
 
 def resume_command(sweep_dir: Path, extra: Sequence[str]) -> tuple[list[str], str]:
-    plan = SweepPlan.load(sweep_dir)
+    try:
+        plan: SweepCommand | None = SweepPlan.load(sweep_dir)
+    except DamagedPlanError as damaged:  # the sweep's command rebuilds it
+        if damaged.recorded is None:
+            raise SystemExit(f"regsweep-resume: error: {damaged}, and so is {Path(sweep_dir) / COMMAND_FILE}: "
+                             "it cannot be resumed") from None
+        print(f"{damaged}: resuming with the command recorded beside it, which rebuilds it", flush=True)
+        plan = damaged.recorded
     if plan is None or not plan.command:
         raise SystemExit(f"regsweep-resume: error: {sweep_dir} has no {PLAN_FILE} with the command that started it")
     kept = [a for a in plan.command[1:] if not a.startswith("hydra.sweep.dir=")]

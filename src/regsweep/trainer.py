@@ -133,5 +133,5 @@ def lightning_arguments(trainer: Any, remaining_epochs: int, min_epochs: int) ->
     (SLURM time limits and cancellations arrive as signals the harness handles; see job.py).
     """
     plugins = trainer.get("plugins") or [LightningEnvironment()]
-    return {**HANDLED, "max_epochs": remaining_epochs, "min_epochs": min_epochs, "enable_checkpointing": False,
-            "logger": False, "devices": 1, "plugins": plugins, "reload_dataloaders_every_n_epochs": 1}
+    return {**HANDLED, "max_epochs": remaining_epochs, "min_epochs": min_epochs,
+            "devices": 1, "plugins": plugins, "reload_dataloaders_every_n_epochs": 1}

@@ -5,10 +5,13 @@
   ``custom_search_space`` hook (the conditional penalty strengths of :mod:`regsweep.search.space`).
 - The study is persistent (a journal file in the sweep dir by default) and re-running the same
   command resumes it; a resumed study must keep the settings that make its trials comparable.
+- Before the first trial, the fixed overrides and each value of every ``choice`` are checked as job
+  configs: a search none of whose trials could run is refused in one line.
 - Each batch of ``n_jobs`` trials x ``seeds_per_trial`` seeds is run by the sweep's
   :class:`~regsweep.sweep.runner.JobRunner`, so the jobs of a batch train as packs; a trial's value
-  is the mean over its seeds, read from the jobs' records. A failed job makes a FAIL trial carrying
-  its reason and the search goes on; a job stopped by the pruner makes a PRUNED trial.
+  is the mean over its seeds, read from the jobs' records. A trial whose sampled point is an invalid
+  config, or whose job failed, is a FAIL trial carrying its reason and the search goes on; a job
+  stopped by the pruner makes a PRUNED trial.
 - Every run ends with the study report (:mod:`regsweep.search.study_report`).
 """
 
@@ -21,7 +24,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.types import Override, Transformer
 from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
@@ -34,12 +37,12 @@ from regsweep.errors import ConfigError, RegsweepError, SweepRefused
 from regsweep.instantiate import instantiate_trusted
 from regsweep.packing import PACK_OFF
 from regsweep.records import OK, PRUNED
-from regsweep.search import REPORT_KEY
+from regsweep.search import PRUNING_KEY, REPORT_KEY
 from regsweep.search.heartbeat import heartbeat, reap_stale_trials
 from regsweep.search.study import SETTINGS_ATTR, open_storage, storage_url
 from regsweep.search.study_report import REPORT_FILE, rerun_command, write_study_report
 from regsweep.sweep.lock import sweep_dir_lock
-from regsweep.sweep.overrides import expand_integer_ranges, quoted
+from regsweep.sweep.overrides import expand_integer_ranges, parse_overrides, quoted, sweep_values
 from regsweep.sweep.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
@@ -55,13 +58,17 @@ class StudyMismatchError(SearchError, SweepRefused):
     """A resumed study's trials would not be comparable with this search's: refused before any trial."""
 
 
+class SearchSpaceError(SearchError, SweepRefused):
+    """No point of the search space is a valid job config: refused before any trial."""
+
+
 def distribution(override: Override) -> BaseDistribution:
-    """An Optuna distribution for a sweep override: choice -> categorical, range -> int (or the
-    listed values), interval -> float (int for integer ends), ``tag(log, ...)`` -> log scale."""
+    """An Optuna distribution for a sweep override: choice (or a group's ``glob``) -> categorical, range -> int
+    (or the listed values), interval -> float (int for integer ends), ``tag(log, ...)`` -> log scale."""
     if override.is_choice_sweep():
-        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+        return CategoricalDistribution(sweep_values(override, Transformer.encode))
     if override.is_range_sweep():
-        values = list(override.sweep_iterator(transformer=Transformer.encode))
+        values = sweep_values(override, Transformer.encode)
         if values and all(isinstance(v, int) for v in values) and len(values) > 1:
             return IntDistribution(min(values), max(values), step=abs(values[1] - values[0]))
         return CategoricalDistribution(values)
@@ -78,12 +85,16 @@ def distribution(override: Override) -> BaseDistribution:
     return FloatDistribution(interval.start, interval.end, log=log_scale)
 
 
-def search_space(arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], dict[str, str], list[str]]:
-    """Distributions, fixed values and deletions (``~key``) from the params and the command line."""
+def search_space(arguments: Sequence[str], config_loader: ConfigLoader | None = None
+                 ) -> tuple[dict[str, BaseDistribution], dict[str, str], list[str]]:
+    """Distributions, fixed values and deletions (``~key``) from the params and the command line.
+
+    ``config_loader`` lists a config group's options for ``group=glob(...)``.
+    """
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
     deletions: list[str] = []
-    for override in OverridesParser.create().parse_overrides(expand_integer_ranges(list(arguments))):
+    for override in parse_overrides(expand_integer_ranges(list(arguments)), config_loader):
         key = override.get_key_element()
         if override.is_delete():
             deletions.append(override.input_line)
@@ -135,6 +146,67 @@ def objectives_of(config: DictConfig, directions: list[str]) -> list[str]:
             raise ConfigError("hydra.sweeper.direction", direction,
                               f"{name} can only be {sense}d: set its direction to {sense}{hint}")
     return names
+
+
+def check_pruning_monitor(config: DictConfig, objective: str) -> None:
+    """The pruner must judge trials on what the study optimizes (its first objective), never on another metric:
+    it would stop trials that do well on the objective."""
+    monitor = OmegaConf.select(config, f"{PRUNING_KEY}.monitor", default=None)
+    if monitor is None:  # no pruning callback (multi-objective searches)
+        return
+    key = f"{PRUNING_KEY}.monitor"
+    watched = metrics.objective(monitor, DATASETS[config.data.name].task, key)
+    if watched != objective:
+        resolved = "" if watched == monitor else f"{monitor} is {watched} here, but "
+        raise ConfigError(key, monitor, f"{resolved}the pruner must watch the metric the study optimizes, {objective}: "
+                          "leave it unset (it follows optimized_metric) or set optimized_metric instead")
+
+
+def job_overrides(values: dict[str, Any], deletions: list[str]) -> list[str]:
+    """A job's configuration overrides: ``key=value`` for the sampled and fixed values, then the deletions."""
+    return [*(f"{name}={value}" for name, value in values.items()), *deletions]
+
+
+def config_problem(runner: Any, jobs: Sequence[Sequence[str]]) -> str | None:
+    """Why ``jobs`` cannot run: the first invalid job's config error, one line; None when every job is valid."""
+    from regsweep.sweep.runner import InvalidJobsError
+
+    for job in jobs:
+        try:
+            runner.check([job])
+        except InvalidJobsError as error:  # its one problem, after the batch's headline and the job's overrides
+            return str(error).splitlines()[-1].removeprefix(f"  job [{' '.join(job)}]: ")
+    return None
+
+
+def check_space(runner: Any, space: dict[str, BaseDistribution], fixed: dict[str, str], deletions: list[str]) -> None:
+    """Refuse, before the first trial, a search whose every trial would be an invalid config.
+
+    Checked as job configs: the fixed overrides (searched keys at their config values), then each
+    value of every categorical dimension (``choice``, ``glob``) with them, the other searched keys
+    at their config values. A dimension none of whose values is valid refuses the search; an invalid
+    value is only warned of, and a trial that samples it (or an invalid value of an interval or a
+    range, which are not enumerated) fails with its reason.
+    """
+    problem = config_problem(runner, [job_overrides(fixed, deletions)])
+    if problem is not None:
+        raise SearchSpaceError(f"No trial can run: the search's fixed overrides make an invalid config: {problem}")
+    for name, dist in space.items():
+        if not isinstance(dist, CategoricalDistribution):
+            continue
+        problems = {value: config_problem(runner, [job_overrides({name: value, **fixed}, deletions)])
+                    for value in dist.choices}
+        invalid = {value: problem for value, problem in problems.items() if problem is not None}
+        if len(invalid) == len(problems):
+            raise SearchSpaceError(f"No trial can run: no value of {name} makes a valid config: "
+                                   + "; ".join(invalid.values()))
+        for value, problem in invalid.items():
+            log.warning("%s=%s is an invalid config (%s): trials that sample it fail", name, value, problem)
+
+
+def refused_trial(problem: str) -> tuple[TrialState, None, dict[str, Any]]:
+    """A trial whose sampled point is an invalid config: FAIL with the config error, and no job started."""
+    return TrialState.FAIL, None, {"reason": problem}
 
 
 def trial_result(outcomes: list[Any], objectives: list[str]) -> tuple[TrialState, list[float] | None, dict[str, Any]]:
@@ -199,16 +271,18 @@ class SearchImpl(LaunchingSweeper):
     def sweep(self, arguments: list[str]) -> None:
         from regsweep.sweep.runner import JobRunner  # the training stack: only when sweeping
 
-        space, fixed, deletions = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        space, fixed, deletions = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments),
+                                               self.hydra_context.config_loader)
         if isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler:
             self.sampler = self.sampler({name: grid_choices(name, d) for name, d in space.items()})
         objectives = objectives_of(self.config, self.directions)
+        check_pruning_monitor(self.config, objectives[0])
+        runner = JobRunner(self.config, self.hydra_context, self.launcher)
+        check_space(runner, space, fixed, deletions)
         url = storage_url(self.storage, self.sweep_dir)
-        study = self._open_study(url, {
-            "fixed_overrides": sorted([*(f"{name}={value}" for name, value in fixed.items()), *deletions]),
-            "seeds_per_trial": self.seeds_per_trial, "objectives": objectives})
+        study = self._open_study(url, {"fixed_overrides": sorted(job_overrides(fixed, deletions)),
+                                       "seeds_per_trial": self.seeds_per_trial, "objectives": objectives})
         with sweep_dir_lock(self.sweep_dir, shared=True):  # workers of a search share it; a grid sweep may not
-            runner = JobRunner(self.config, self.hydra_context, self.launcher)
             try:
                 self._optimize(study, runner, space, fixed, deletions, objectives, url)
             finally:
@@ -234,7 +308,7 @@ class SearchImpl(LaunchingSweeper):
             trial.set_user_attr(name, value)  # the custom space leaves a value fixed on the command line alone
         if self.custom_search_space is not None:
             self.custom_search_space(self.config, trial)
-        return [*(f"{name}={value}" for name, value in {**trial.params, **fixed}.items()), *deletions]
+        return job_overrides({**trial.params, **fixed}, deletions)
 
     def _optimize(self, study: optuna.Study, runner: Any, space: dict[str, BaseDistribution], fixed: dict[str, str],
                   deletions: list[str], objectives: list[str], url: str) -> None:
@@ -249,13 +323,14 @@ class SearchImpl(LaunchingSweeper):
             trials = [study.ask() for _ in range(min(self.n_jobs, n_left))]
             try:
                 with heartbeat(self.storage_backend, study, trials, self.heartbeat_interval):
-                    configured = [self._configure(trial, space, fixed, deletions) for trial in trials]
-                    outcomes = self._run_trials(runner, trials, configured, seeds, shared)
+                    jobs = [self._trial_jobs(trial, self._configure(trial, space, fixed, deletions), seeds, shared)
+                            for trial in trials]
+                    results = self._run_batch(runner, jobs, objectives)
             except BaseException:  # Ctrl-C or a broken search space: leave no trial RUNNING forever
                 for trial in trials:
                     self._tell(study, trial, TrialState.FAIL, None, {"reason": INTERRUPTED})
                 raise
-            batch = [self._tell(study, trial, *trial_result(jobs, objectives)) for trial, jobs in zip(trials, outcomes)]
+            batch = [self._tell(study, trial, *result) for trial, result in zip(trials, results)]
             states.update(state.name.lower() for state in batch)
             n_left -= len(trials)
             if batch.count(TrialState.FAIL) / len(batch) > self.max_failure_rate:
@@ -263,31 +338,45 @@ class SearchImpl(LaunchingSweeper):
                                   f"(hydra.sweeper.max_failure_rate={self.max_failure_rate}): search stopped")
         log.info("This run added %d trials: %s", sum(states.values()), dict(states))
 
-    def _run_trials(self, runner: Any, trials: list[Trial], configured: list[list[str]], seeds: list[int],
-                    shared: list[str]) -> list[list[Any]]:
-        """Each trial's jobs, one per seed. The first seed reports to the pruner (single-objective searches).
+    def _trial_jobs(self, trial: Trial, configured: list[str], seeds: list[int], shared: list[str]) -> list[list[str]]:
+        """A trial's jobs, one per seed. The first seed reports to the pruner (single-objective searches)."""
+        report = len(self.directions) == 1
+        return [[*configured, *([f"seed={seed}"] if len(seeds) > 1 else []), f"++search.trial={trial.number}",
+                 f"++{REPORT_KEY}={report and seed == seeds[0]}", *shared] for seed in seeds]
+
+    def _run_batch(self, runner: Any, jobs: list[list[list[str]]], objectives: list[str]
+                   ) -> list[tuple[TrialState, list[float] | None, dict[str, Any]]]:
+        """State, values and attributes of each trial of a batch (``jobs``: each trial's jobs).
+
+        A trial whose sampled point is an invalid config fails with its config error before any job
+        starts; the other trials of the batch run.
+        """
+        problems = [config_problem(runner, trial_jobs) for trial_jobs in jobs]
+        ran = iter(self._run_trials(runner, [trial_jobs for trial_jobs, problem in zip(jobs, problems)
+                                             if problem is None]))
+        return [trial_result(next(ran), objectives) if problem is None else refused_trial(problem)
+                for problem in problems]
+
+    def _run_trials(self, runner: Any, jobs: list[list[list[str]]]) -> list[list[Any]]:
+        """Each trial's job outcomes (``jobs``: each trial's jobs, its first seed first).
 
         Packed (the default) the seeds of every trial of the batch train together, and a pruned
         trial stops all its seeds at once; with ``pack.size=off`` the other seeds of a trial run
         only after its first seed survived.
         """
-        report = len(self.directions) == 1
-
-        def job(i: int, seed: int) -> list[str]:
-            seed_override = [f"seed={seed}"] if len(seeds) > 1 else []
-            return [*configured[i], *seed_override, f"++search.trial={trials[i].number}",
-                    f"++{REPORT_KEY}={report and seed == seeds[0]}", *shared]
-
+        if not jobs:  # every trial of the batch was an invalid config
+            return []
         if OmegaConf.select(self.config, "pack.size", default="auto") != PACK_OFF:
-            outcomes = iter(runner.run([job(i, s) for i in range(len(trials)) for s in seeds]))
-            return [[next(outcomes) for _ in seeds] for _ in trials]
-        firsts = runner.run([job(i, seeds[0]) for i in range(len(trials))])
+            outcomes = iter(runner.run([job for trial_jobs in jobs for job in trial_jobs]))
+            return [[next(outcomes) for _ in trial_jobs] for trial_jobs in jobs]
+        firsts = runner.run([trial_jobs[0] for trial_jobs in jobs])
         results = [[first] for first in firsts]
         survivors = [i for i, first in enumerate(firsts) if first.status == OK]
-        if survivors and len(seeds) > 1:
-            rest = iter(runner.run([job(i, s) for i in survivors for s in seeds[1:]]))
+        later = [job for i in survivors for job in jobs[i][1:]]
+        if later:
+            rest = iter(runner.run(later))
             for i in survivors:
-                results[i] += [next(rest) for _ in seeds[1:]]
+                results[i] += [next(rest) for _ in jobs[i][1:]]
         return results
 
     def _tell(self, study: optuna.Study, trial: Trial, state: TrialState, values: list[float] | None,

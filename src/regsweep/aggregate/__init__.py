@@ -4,6 +4,7 @@ from pathlib import Path
 
 from regsweep.aggregate.api import SweepAggregate, aggregate_sweep
 from regsweep.aggregate.load import AggregateError, load_sweep
+from regsweep.aggregate.output import OutputError
 from regsweep.aggregate.tables import JOBS_FILE, SUMMARY_FILE, jobs_markdown
 
 
@@ -12,4 +13,5 @@ def job_table(sweep_dir: Path) -> str:
     return jobs_markdown(load_sweep(Path(sweep_dir)))
 
 
-__all__ = ["JOBS_FILE", "SUMMARY_FILE", "AggregateError", "SweepAggregate", "aggregate_sweep", "job_table"]
+__all__ = ["JOBS_FILE", "SUMMARY_FILE", "AggregateError", "OutputError", "SweepAggregate", "aggregate_sweep",
+           "job_table"]

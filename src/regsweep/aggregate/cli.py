@@ -8,10 +8,12 @@ from pathlib import Path
 
 from regsweep.aggregate.api import aggregate_sweep
 from regsweep.aggregate.load import AggregateError
+from regsweep.aggregate.output import OutputError
 from regsweep.aggregate.plots import VECTOR_FORMATS
 from regsweep.aggregate.tables import SUMMARY_FILE
 
 USAGE_ERROR = 2
+OUTPUT_ERROR = 1  # a full disk, a read-only dir: nothing wrong with the command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                  vector_formats=args.vector_figures)
     except AggregateError as exc:
         print(f"regsweep-aggregate: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return OUTPUT_ERROR if isinstance(exc, OutputError) else USAGE_ERROR
     print(result.console_summary())
     print(f"Wrote {len(result.outputs)} files; see {args.sweep_dir / SUMMARY_FILE}")
     return 0

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 
 from regsweep.aggregate import stats
 from regsweep.aggregate.load import AggregateError, Group, GroupValues, Sweep, group_label, is_number
-from regsweep.metrics import TASKS, higher_is_better, is_percent, objective
+from regsweep.metrics import HIGHER, TASKS, is_percent, objective
+from regsweep.metrics import metric as declared_metric  # `metric` names a parameter here
 
 # Config keys whose value 0 means "this kind of regularization is off"; augmentation probabilities too.
 STRENGTH_KEYS = ("regularizer.l1", "regularizer.l2", "regularizer.grad_noise_std", "model.dropout",
@@ -17,6 +18,10 @@ STRENGTH_KEYS = ("regularizer.l1", "regularizer.l2", "regularizer.grad_noise_std
 AUGMENT_PREFIX, PROBABILITY_SUFFIX = "augment.", "_p"
 MAX_ALL_PAIRS_GROUPS = 6  # up to 15 pairs by default; more groups are compared with the baseline only
 SIGNIFICANCE = 0.05  # Holm-corrected p below this: the answer names the better group
+# Why a comparison has no test (comparisons.csv's note, summary.md's sentences): too few runs, or no spread at all.
+FEW_RUNS = "fewer than 2 runs on a side: no test"
+IDENTICAL = "identical in every seed"
+EXACT = "constant in each group: the difference is exact, no test needed"
 # The metrics that get a sentence in summary.md, with the words used in it.
 SENTENCE_METRICS = {
     "test/acc": "test accuracy",
@@ -118,18 +123,35 @@ class Comparison:
     mannwhitney_p: float
     mannwhitney_p_holm: float
     hedges_g: float
-    p_improvement: float  # P(a run of group beats a run of reference) + 0.5 P(tie)
-    higher_is_better: bool
+    p_improvement: float  # P(a run of group beats a run of reference) + 0.5 P(tie); NaN without a direction
+    better: str | None  # HIGHER or LOWER as the metric's declaration says; None: neither (weight norms, wall time)
+    constant: bool  # every run of each group gave one value: the difference is exact, nothing to test
+
+    @property
+    def note(self) -> str:
+        """Why the comparison has no test, "" when it has one."""
+        if min(self.n_group, self.n_reference) < 2:
+            return FEW_RUNS  # a difference but no spread to test it against
+        if self.constant:
+            return IDENTICAL if self.welch.difference == 0 else EXACT
+        return ""
 
     @property
     def testable(self) -> bool:
-        """Two runs on each side at least: otherwise there is a difference but no spread to test it against."""
-        return min(self.n_group, self.n_reference) >= 2
+        """Tested: two runs on each side at least, and some spread."""
+        return not self.note
 
 
 def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -> Comparison:
+    """Welch and Mann-Whitney tests of ``group`` against ``reference``; none when neither group has any spread.
+
+    Only a metric declared with a direction (regsweep.metrics) gets a probability of improvement.
+    """
     x, y = values[group][metric], values[reference][metric]
-    u, u_p = stats.mann_whitney(x, y)
+    constant = stats.constant(x) and stats.constant(y)
+    u, u_p = (math.nan, math.nan) if constant else stats.mann_whitney(x, y)
+    declared = declared_metric(metric)
+    better = declared.better if declared is not None else None
     return Comparison(
         metric=metric,
         group=group,
@@ -144,8 +166,9 @@ def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -
         mannwhitney_p=u_p,
         mannwhitney_p_holm=math.nan,
         hedges_g=stats.hedges_g(x, y),
-        p_improvement=stats.probability_of_improvement(x, y, higher_is_better(metric)),
-        higher_is_better=higher_is_better(metric),
+        p_improvement=stats.probability_of_improvement(x, y, better == HIGHER) if better else math.nan,
+        better=better,
+        constant=constant,
     )
 
 
@@ -189,16 +212,21 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
+def evidence(comparison: Comparison) -> str:
+    """The test's result, ``95% CI [0.05, 0.57], p = 0.03 (Holm)``, or why there is none (IDENTICAL, ...)."""
+    c = comparison
+    if c.note:
+        return c.note
+    return f"95% CI {format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)}, {format_p(c.welch_p_holm)} (Holm)"
+
+
 def comparison_sentence(comparison: Comparison) -> str:
     """E.g. ``l1 vs none: +0.31 pp test accuracy, 95% CI [0.05, 0.57], p = 0.03 (Holm), n = 10/10``."""
     c = comparison
     unit = " pp" if is_percent(c.metric) else ""
     words = SENTENCE_METRICS.get(c.metric, c.metric)
-    return (
-        f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "
-        f"95% CI {format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)}, "
-        f"{format_p(c.welch_p_holm)} (Holm), n = {c.n_group}/{c.n_reference}"
-    )
+    return (f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "
+            f"{evidence(c)}, n = {c.n_group}/{c.n_reference}")
 
 
 @dataclass(frozen=True)
@@ -223,13 +251,18 @@ def pair_names(group: Group, reference: Group) -> PairNames:
 
 
 def verdict(comparison: Comparison, names: PairNames) -> str:
-    """Which group is better, when the Holm-corrected test says the difference is real."""
+    """Which group is better: when the Holm-corrected test says the difference is real, or when every seed says it
+    (groups without spread); never for a metric without a direction, whose difference is only a difference."""
     c = comparison
-    if not c.testable:
-        return "fewer than 2 runs on a side: no test"
-    if not (math.isfinite(c.welch_p_holm) and c.welch_p_holm < SIGNIFICANCE):
+    if c.note == FEW_RUNS:
+        return FEW_RUNS
+    if c.note == IDENTICAL:
+        return "no difference"
+    if not (c.note == EXACT or (math.isfinite(c.welch_p_holm) and c.welch_p_holm < SIGNIFICANCE)):
         return "no clear difference"
-    group_better = (c.welch.difference > 0) == c.higher_is_better
+    if c.better is None:
+        return "they differ (this metric has no better direction)"
+    group_better = (c.welch.difference > 0) == (c.better == HIGHER)
     return f"{names.group if group_better else names.reference} is better"
 
 
@@ -244,6 +277,8 @@ def answer_sentence(comparison: Comparison, names: PairNames) -> str:
     if c.testable:
         interval = format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)
         detail += f", 95% CI {interval}, {format_p(c.welch_p_holm)} Holm"
+    elif c.constant:
+        detail += f", {c.note}"
     return (
         f"{names.group} vs {names.reference}{context}: {words} {format_value(c.metric, c.mean_group)} vs "
         f"{format_value(c.metric, c.mean_reference)} ({detail}): {verdict(c, names)}"

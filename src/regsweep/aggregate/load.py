@@ -28,6 +28,7 @@ from regsweep.records import (
     FAILED,
     MISSING,
     OK,
+    OVERRIDES_FILE,
     PREDICTIONS_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
@@ -210,7 +211,7 @@ def safe_name(label: str, max_length: int = 120) -> str:
 
 
 def read_hydra_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
+    path = job_dir / OVERRIDES_FILE
     if not path.exists():
         return []
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -268,7 +269,7 @@ def load_sweep(sweep_dir: Path) -> Sweep:
         raise AggregateError(f"Sweep dir not found: {sweep_dir}")
     jobs = sorted((load_job(d) for d in find_job_dirs(sweep_dir)), key=job_order)
     if not jobs:
-        raise AggregateError(f"No jobs in {sweep_dir}: expected sub-dirs with {RESULT_FILE} or .hydra/overrides.yaml")
+        raise AggregateError(f"No jobs in {sweep_dir}: expected sub-dirs with {RESULT_FILE} or {OVERRIDES_FILE}")
     per_job = [group_overrides(job.overrides) for job in jobs]
     shared = shared_overrides(per_job)
     groups: dict[str, Group] = {}

@@ -35,9 +35,9 @@ from regsweep.aggregate.load import (
     read_weights,
     safe_name,
 )
+from regsweep.aggregate.output import remove, write_bytes
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.atomic import atomic_write_bytes
 from regsweep.console import count
 from regsweep.errors import ConfigError
 from regsweep.metrics import CLASSIFICATION, SPARSITY_THRESHOLD, SPARSITY_TINY, base_name, is_percent
@@ -125,15 +125,15 @@ def new_figure(
 
 
 def save_figure(figure: "Figure", path: Path) -> Path:
-    """Writes ``figure`` in the format its file name ends with: png, or one of VECTOR_FORMATS."""
+    """Writes ``figure`` in the format its file name ends with: png, or one of VECTOR_FORMATS (an OutputError
+    when the disk refuses)."""
     from matplotlib import rc_context
 
     buffer = io.BytesIO()
     file_format = path.suffix.removeprefix(".")
     with rc_context(VECTOR_SETTINGS):
         figure.savefig(buffer, format=file_format, dpi=DPI, metadata=UNDATED.get(file_format))
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return write_bytes(path, buffer.getvalue())
 
 
 def group_colors(labels: list[str]) -> Colors:
@@ -629,7 +629,7 @@ def group_predictions(sweep: Sweep) -> dict[str, list[tuple[Job, Predictions]]]:
             if (predictions := read_predictions(job)) is not None:
                 found.setdefault(group.label, []).append((job, predictions))
             elif PREDICTIONS_FILE in job.file_problems:
-                (job.dir / PREDICTION_PLOT).unlink(missing_ok=True)
+                remove(job.dir / PREDICTION_PLOT)
     return found
 
 
@@ -701,7 +701,7 @@ def write_plots(
     vector = [save_figure(figure, plots_dir / f"{name}.{file_format}")
               for file_format in vector_formats for name, figure in figures.items()]
     for stale in summary_figure_files(plots_dir) - {*shown, *vector}:  # plots/ may hold others' figures too:
-        stale.unlink()  # a search's report draws there
+        remove(stale)  # a search's report draws there
     return PlotFiles(shown, write_job_prediction_plots(predictions), vector)
 
 

@@ -28,6 +28,12 @@ def finite(values: Values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+def constant(values: Values) -> bool:
+    """Two finite values at least, all equal: no spread, so a difference from them is exact, not an estimate."""
+    array = finite(values)
+    return array.size >= 2 and bool((array == array[0]).all())
+
+
 def mean(values: Values) -> float:
     array = finite(values)
     return float(array.mean()) if array.size else NAN
@@ -131,13 +137,21 @@ class WelchResult:
 
 
 def welch_t_test(x: Values, y: Values, confidence: float = CONFIDENCE) -> WelchResult:
-    """Welch rather than Student: regularizers change the spread across seeds, not only the mean."""
+    """Welch rather than Student: regularizers change the spread across seeds, not only the mean.
+
+    Both sides constant: the difference is exact (that of the two values, not of two means, which can differ by
+    rounding when the values do not), so is its interval, and t, df and p are NaN: there is nothing to weigh the
+    difference against (scipy's t would be NaN or infinite, its p NaN or 0, whatever the difference).
+    """
     a, b = finite(x), finite(y)
     difference = mean(a) - mean(b)
     if a.size < 2 or b.size < 2:
         return WelchResult(difference, NAN, NAN, NAN, NAN, NAN)
+    if constant(a) and constant(b):
+        exact = float(a[0] - b[0])
+        return WelchResult(exact, exact, exact, NAN, NAN, NAN)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero variance in both groups: t and p are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)  # values that differ by rounding only
         result = sps.ttest_ind(a, b, equal_var=False)
         interval = result.confidence_interval(confidence)
     return WelchResult(
@@ -162,12 +176,10 @@ def mann_whitney(x: Values, y: Values) -> tuple[float, float]:
 def hedges_g(x: Values, y: Values) -> float:
     """Standardized mean difference (x - y) / pooled SD, bias-corrected for small samples."""
     a, b = finite(x), finite(y)
-    if a.size < 2 or b.size < 2:
+    if a.size < 2 or b.size < 2 or (constant(a) and constant(b)):  # no spread: NaN, not the rounding error's 1e14
         return NAN
     dof = a.size + b.size - 2
     pooled_sd = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / dof)
-    if pooled_sd == 0:
-        return NAN
     small_sample_correction = 1 - 3 / (4 * dof - 1)
     return (a.mean() - b.mean()) / pooled_sd * small_sample_correction
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from regsweep.aggregate.compare import (
+    FEW_RUNS,
     SENTENCE_METRICS,
     SIGNIFICANCE,
     Baseline,
@@ -36,9 +37,9 @@ from regsweep.aggregate.load import (
     job_seed,
     record_metrics,
 )
+from regsweep.aggregate.output import write_text
 from regsweep.aggregate.stats import Description
 from regsweep.aggregate.summary import Descriptions, has_data
-from regsweep.atomic import atomic_write_text
 from regsweep.console import count, fmt
 from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY, metric
 from regsweep.provenance import environment_text
@@ -154,19 +155,20 @@ def jobs_csv(sweep: Sweep, metrics: list[str]) -> str:
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
+    """One row per comparison, numbers only in the numeric columns: ``better`` is empty for a metric without a
+    direction, ``note`` says why a comparison has no test (too few runs, no spread)."""
     header = [
         "metric", "group", "reference", "n_group", "n_reference", "mean_group", "mean_reference", "difference",
         "ci95_low", "ci95_high",
         "welch_t", "welch_df", "welch_p", "welch_p_holm", "mannwhitney_u", "mannwhitney_p",
-        "mannwhitney_p_holm", "hedges_g", "p_improvement", "better",
+        "mannwhitney_p_holm", "hedges_g", "p_improvement", "better", "note",
     ]  # fmt: skip
     rows = [
         [
             c.metric, c.group, c.reference, c.n_group, c.n_reference, c.mean_group, c.mean_reference,
             c.welch.difference, c.welch.ci95_low,
             c.welch.ci95_high, c.welch.t, c.welch.df, c.welch.p, c.welch_p_holm, c.mannwhitney_u,
-            c.mannwhitney_p, c.mannwhitney_p_holm, c.hedges_g, c.p_improvement,
-            "higher" if c.higher_is_better else "lower",
+            c.mannwhitney_p, c.mannwhitney_p_holm, c.hedges_g, c.p_improvement, c.better or "", c.note,
         ]  # fmt: skip
         for c in comparisons
     ]
@@ -287,7 +289,7 @@ def jobs_markdown(sweep: Sweep) -> str:
 
 
 def comparison_details(comparisons: list[Comparison]) -> str:
-    """Both tests, effect size and probability of improvement, for the comparisons that have sentences."""
+    """Both tests, effect size and probability of improvement, for the tested comparisons that have sentences."""
     header = ["comparison", "metric", "difference (pp for acc)", "Welch (Holm)", "Mann-Whitney (Holm)"]
     header += ["Hedges' g", "P(improvement)"]
     rows = [
@@ -306,9 +308,12 @@ def comparison_details(comparisons: list[Comparison]) -> str:
 
 
 def comparisons_section(comparisons: list[Comparison]) -> list[str]:
-    """Sentences for the main metrics; a pair with one run on a side (Optuna trials) has no test to report."""
+    """Sentences for the main metrics, and the tests' details; a pair with one run on a side (Optuna trials) has no
+    test to report and is only counted, a pair without spread says so in its sentence (identical in every seed, or
+    an exact difference)."""
     main = [c for c in comparisons if c.metric in SENTENCE_METRICS]
-    testable = [c for c in main if c.testable]
+    shown = [c for c in main if c.note != FEW_RUNS]
+    tested = [c for c in main if c.testable]
     if not main:
         return []
     lines = [
@@ -319,14 +324,13 @@ def comparisons_section(comparisons: list[Comparison]) -> list[str]:
         "P(improvement) is the chance that a run of the group beats a run of the reference (lower is better "
         "for losses and gaps). All metrics: comparisons.csv.",
         "",
-        *(f"- {comparison_sentence(c)}" for c in testable),
+        *(f"- {comparison_sentence(c)}" for c in shown),
         "",
     ]
-    if testable:
-        lines += [comparison_details(testable), ""]
-    if len(testable) < len(main):
-        untestable = len(main) - len(testable)
-        lines += [f"{untestable} comparisons with fewer than 2 ok runs on a side: see comparisons.csv.", ""]
+    if tested:
+        lines += [comparison_details(tested), ""]
+    if len(shown) < len(main):
+        lines += [f"{len(main) - len(shown)} comparisons with fewer than 2 ok runs on a side: see comparisons.csv.", ""]
     return lines
 
 
@@ -537,6 +541,4 @@ def write_reports(
         SUMMARY_FILE: markdown,
         LATEX_FILE: latex_summary(sweep, descriptions),
     }
-    for name, text in texts.items():
-        atomic_write_text(sweep.sweep_dir / name, text)
-    return [sweep.sweep_dir / name for name in texts]
+    return [write_text(sweep.sweep_dir / name, text) for name, text in texts.items()]

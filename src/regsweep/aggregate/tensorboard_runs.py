@@ -5,7 +5,8 @@ Each group gets three runs, ``mean``, ``mean-se`` and ``mean+se``, under
 (step = epoch). ``mean`` also has ``aggregate/n_jobs``: how many jobs reached each epoch.
 
 Event files are serialized in memory and written atomically under a fixed name, with the epoch as
-wall time, so a re-run replaces them byte for byte instead of adding a second copy of each curve.
+wall time, so a re-run replaces them byte for byte instead of adding a second copy of each curve; the
+runs of a group an earlier aggregation had and this one has not (the groups changed) are removed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from regsweep.aggregate.curves import GroupCurves
 from regsweep.aggregate.load import safe_name
-from regsweep.atomic import atomic_write_bytes
+from regsweep.aggregate.output import remove, write_bytes
 
 AGGREGATE_TB_DIR = "aggregate_tb"
 EVENT_FILE_NAME = "events.out.tfevents.0000000000.regsweep-aggregate"
 N_JOBS_TAG = "aggregate/n_jobs"
+RUNS = {"mean": 0, "mean-se": -1, "mean+se": 1}  # run name -> sign of the SE added to the mean
 Scalar = tuple[int, str, float]  # step, tag, value
 
 
@@ -66,14 +68,15 @@ def run_scalars(curves: GroupCurves, se_sign: int) -> list[Scalar]:
 
 
 def write_tensorboard_runs(sweep_dir: Path, curves_by_group: dict[str, GroupCurves]) -> list[Path]:
-    """Write every group's runs; event files of earlier aggregations that are not rewritten are removed."""
+    """Write every group's runs. The event files earlier aggregations wrote that this one does not (a group that is
+    gone) are removed, with the dirs that leaves empty: TensorBoard shows exactly the current groups' runs, and
+    whatever else is in aggregate_tb/ stays."""
     root = Path(sweep_dir) / AGGREGATE_TB_DIR
-    written: list[Path] = []
-    for label, dir_name in unique_dir_names(list(curves_by_group)).items():
-        for run, se_sign in (("mean", 0), ("mean-se", -1), ("mean+se", 1)):
-            path = root / dir_name / run / EVENT_FILE_NAME
-            atomic_write_bytes(path, event_file_bytes(run_scalars(curves_by_group[label], se_sign)))
-            written.append(path)
-    for stale in set(root.rglob("events.out.tfevents.*")) - set(written):
-        stale.unlink()
+    written = [
+        write_bytes(root / name / run / EVENT_FILE_NAME, event_file_bytes(run_scalars(curves_by_group[label], sign)))
+        for label, name in unique_dir_names(list(curves_by_group)).items()
+        for run, sign in RUNS.items()
+    ]
+    for stale in sorted(set(root.glob(f"*/*/{EVENT_FILE_NAME}")) - set(written)):
+        remove(stale, up_to=root)
     return written

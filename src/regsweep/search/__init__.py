@@ -11,3 +11,4 @@ configs in ``conf/hparams_search/``. A plain training job imports none of this.
 """
 
 REPORT_KEY = "search.report"  # a job's role in its trial (the seed the pruner watches), not its configuration
+PRUNING_KEY = "callbacks.optuna_pruning"  # the pruning callback's config, which the sweeper checks before any trial

@@ -18,13 +18,18 @@ import optuna
 from regsweep import metrics
 from regsweep.callbacks import MemberCallback
 from regsweep.records import PRUNED
+from regsweep.search import PRUNING_KEY
 from regsweep.search.study import attach_trial
 
 
 class OptunaPruning(MemberCallback):
-    """Report ``monitor`` (``auto``: the optimized metric) to trial ``trial`` after each epoch; prune when told."""
+    """Report ``monitor`` to trial ``trial`` after each epoch; prune when told.
 
-    key = "callbacks.optuna_pruning"
+    ``monitor`` is the search's ``optimized_metric`` (conf/hparams_search/optuna.yaml), so the pruner
+    judges a trial on the value the study is told; ``auto`` as there: val/acc, or val/loss for regression.
+    """
+
+    key = PRUNING_KEY
 
     def __init__(self, study_name: str | None, storage: str | None, trial: int | None, monitor: str = "auto",
                  report: bool = True, pruner: optuna.pruners.BasePruner | None = None) -> None:

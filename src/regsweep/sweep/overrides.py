@@ -1,9 +1,15 @@
-"""Override strings: integer ranges on the command line (``seed=0-9``, ``seed=0-4,7,10-12``), quoted values."""
+"""Override strings: integer ranges on the command line (``seed=0-9``, ``seed=0-4,7,10-12``), quoted values,
+and what a sweep override (``a,b``, ``range(...)``, ``glob(...)``) takes, for both sweepers."""
 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
+
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer, ValueType
 
 from regsweep.errors import ConfigError
 
@@ -42,3 +48,31 @@ def expand_integer_ranges(arguments: Sequence[str]) -> list[str]:
 def quoted(value: str) -> str:
     """``value`` as a quoted override value: paths with ``=``, ``,`` or brackets parse as one string."""
     return "'" + str(value).replace("'", "\\'") + "'"
+
+
+def parse_overrides(arguments: Sequence[str], config_loader: ConfigLoader | None) -> list[Override]:
+    """Parsed overrides whose ``glob(...)`` can list its config group's options, as in Hydra's basic sweeper.
+
+    The loader is the sweeper's (``hydra_context.config_loader``); without one a glob cannot be expanded.
+    """
+    return OverridesParser.create(config_loader=config_loader).parse_overrides(list(arguments))
+
+
+def sweep_values(override: Override, transformer: Any = Transformer.str) -> list[Any]:
+    """The values a choice, range or glob sweep takes; a ConfigError when it takes none.
+
+    An empty sweep would run nothing: a glob that matches no option of its group (or names no
+    group at all) and an empty ``range(5,1)`` are refused as typed.
+    """
+    values = list(override.sweep_iterator(transformer=transformer))
+    if values:
+        return values
+    key, written = override.get_key_element(), override.input_line.partition("=")[2]
+    if override.value_type != ValueType.GLOB_CHOICE_SWEEP:
+        raise ConfigError(key, written, "the sweep takes no value")
+    group = override.key_or_group
+    options = override.config_loader.get_group_options(group, results_filter=ObjectType.CONFIG)
+    if not options:
+        raise ConfigError(key, written, f"{group} is not a config group: glob() picks options of a config group, "
+                          "e.g. regularizer=glob(*)")
+    raise ConfigError(key, written, f"matches none of the options of config group {group}: {', '.join(options)}")

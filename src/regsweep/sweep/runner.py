@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,17 +25,16 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from regsweep.atomic import atomic_write_text
 from regsweep.config import validate
 from regsweep.console import count
 from regsweep.interrupts import raise_on_signals
 from regsweep.errors import ConfigError, SweepRefused, describe
-from regsweep.packing import group_into_packs, pack_key
+from regsweep.packing import group_into_packs, pack_key, why_alone
 from regsweep.records import (FAILED, MISSING, OK, PRUNED, RESULT_FILE, JobInfo, ResultRecord, find_job_dirs, read_result,
                               write_result)
 from regsweep.sweep.overrides import quoted
 from regsweep.sweep.lock import give_up_pack, reclaim_pack
-from regsweep.sweep.plan import PACKS_DIR, PlannedJob, prepare_job_dir
+from regsweep.sweep.plan import PACKS_DIR, ManifestMember, PackManifest, PlannedJob, prepare_job_dir
 from regsweep.threads import parallel_workers
 
 log = logging.getLogger(__name__)
@@ -64,12 +63,32 @@ class JobOutcome:
         return [float(self.record.metrics["best"][name]) for name in names]
 
 
-def read_outcome(job: PlannedJob) -> JobOutcome:
+def read_outcome(job: PlannedJob, sweep_dir: Path, sweep_id: str | None) -> JobOutcome:
+    """How a planned job ended, from its record, if that record is whole and its own: a damaged record, or one
+    that names another job or sweep (copied in), counts as no record."""
     path = Path(job.dir)
     if not (path / RESULT_FILE).exists():
         return JobOutcome(job.num, path, MISSING, "no result record (the job crashed or was killed)")
-    record = read_result(path)
+    try:
+        record = read_result(path)
+    except (ValueError, TypeError, KeyError, OSError) as error:  # ValueError: bad JSON, bad UTF-8
+        return JobOutcome(job.num, path, MISSING, f"its {RESULT_FILE} is damaged ({describe(error)})")
+    other = _other_owner(record.job, job, sweep_dir, sweep_id)
+    if other is not None:
+        return JobOutcome(job.num, path, MISSING, f"its {RESULT_FILE} is not its own: it names {other}")
     return JobOutcome(job.num, path, record.status, record.error, record)
+
+
+def _other_owner(recorded: JobInfo, job: PlannedJob, sweep_dir: Path, sweep_id: str | None) -> str | None:
+    """Whose a record is when it is not ``job``'s of this sweep (its number and dir name, and the sweep's id, or
+    the sweep's dir for a plan that has no id); None when it is the job's own."""
+    if recorded.num != job.num or recorded.name != Path(job.dir).name:
+        return f"job {recorded.num} ({recorded.name})"
+    if sweep_id is not None and recorded.sweep_id != sweep_id:
+        return f"another sweep (plan {recorded.sweep_id}, not {sweep_id})"
+    if sweep_id is None and recorded.sweep_dir != str(Path(sweep_dir).resolve()):
+        return f"another sweep ({recorded.sweep_dir})"
+    return None
 
 
 class JobConfigs:
@@ -129,6 +148,8 @@ class JobRunner:
         self.compose = JobConfigs(config, hydra_context)
         self.resolved: dict[int, dict] = {}  # job number -> its config, resolved against its own Hydra config
         self.next_num = sum(1 for _ in find_job_dirs(self.sweep_dir))  # Hydra's job numbers go on
+        self.sweep_id: str | None = uuid.uuid4().hex  # the plan's (a resumed sweep's: set from its plan)
+        self.unrecorded: dict[int, str] = {}  # job number -> how it ended, when its record could not be written
 
     def check(self, batch: Sequence[Sequence[str]]) -> list[DictConfig]:
         """Compose and validate every job's config; one error listing every invalid job, before any job runs."""
@@ -151,6 +172,8 @@ class JobRunner:
         configs = self.check(batch)
         size = OmegaConf.select(self.config, "pack.size", default="auto")
         packs = group_into_packs([pack_key(c) for c in configs], size, parallel_workers())
+        for reason in dict.fromkeys(filter(None, map(why_alone, configs))):
+            log.info("%s", reason)
         jobs: dict[int, PlannedJob] = {}
         for pack in packs:
             prepared = {index: prepare_job_dir(configs[index], first_num + index) for index in pack}
@@ -195,7 +218,25 @@ class JobRunner:
             else:
                 for members, ret in zip(packs.values(), returns):
                     self._record_lost_members(members, self._failure(ret))
-        return [read_outcome(job) for job in jobs]
+                    if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, dict):
+                        self.unrecorded.update(ret.return_value)
+        return [self._outcome(job) for job in jobs]
+
+    def _outcome(self, job: PlannedJob) -> JobOutcome:
+        """A job's outcome from its record; when the disk refused the record, how its pack job said it ended."""
+        outcome = read_outcome(job, self.sweep_dir, self.sweep_id)
+        if outcome.status == MISSING and job.num in self.unrecorded:
+            return JobOutcome(job.num, Path(job.dir), FAILED, self.unrecorded[job.num])
+        return outcome
+
+    def outcomes_so_far(self, jobs: list[PlannedJob]) -> dict[int, JobOutcome]:
+        """What a resumed sweep finds of its jobs; a record it cannot keep (damaged, another's) is said, once each."""
+        outcomes = {job.num: read_outcome(job, self.sweep_dir, self.sweep_id) for job in jobs}
+        for job in jobs:
+            outcome = outcomes[job.num]
+            if outcome.status == MISSING and (Path(job.dir) / RESULT_FILE).exists():
+                log.warning("job %s: %s; it runs again", outcome.name, outcome.error)
+        return outcomes
 
     def _settle_after(self, error: Exception, packs: dict[str, list[PlannedJob]]) -> None:
         """The launcher gave up on the batch: wait for its packs still running, give up the rest."""
@@ -229,32 +270,29 @@ class JobRunner:
             optimizer = self.resolved[job.num]["optimizer"]
             return float(optimizer["lr"]), float(optimizer["weight_decay"]), job.num
 
-        entries = [{"dir": job.dir, "num": job.num, "overrides": job.overrides, "config": self.resolved[job.num]}
+        entries = [ManifestMember(job.dir, job.num, job.overrides, self.resolved[job.num])
                    for job in sorted(members, key=group)]
         manifest = self._manifest_path(name)
-        atomic_write_text(manifest, json.dumps({"pack": name, "sweep_dir": str(self.sweep_dir), "members": entries},
-                                               indent=1) + "\n")
+        PackManifest(name, str(self.sweep_dir), self.sweep_id, entries).save(manifest)
         reclaim_pack(manifest)
         # The sweep dir as the sweeper resolved it: a launcher that composes the job again elsewhere
         # (a SLURM node) would resolve its ${now:...} once more, to another dir.
         return [*members[0].overrides, f"pack.manifest={quoted(str(manifest))}",
                 f"hydra.sweep.dir={quoted(str(self.sweep_dir))}", f"hydra.sweep.subdir={PACKS_DIR}/{name}"]
 
-    @staticmethod
-    def _record_lost_members(jobs: list[PlannedJob], reason: str | None) -> None:
+    def _record_lost_members(self, jobs: list[PlannedJob], reason: str | None) -> None:
         """A pack job that died before its members' records were written: say so in each of them."""
         if reason is None:
             return
         for job in jobs:
             if not (Path(job.dir) / RESULT_FILE).exists():
                 info = JobInfo(name=Path(job.dir).name, dir=job.dir, num=job.num, overrides=job.overrides,
-                               pack=job.pack)
+                               sweep_dir=str(self.sweep_dir), pack=job.pack, sweep_id=self.sweep_id)
+                error = f"its pack job failed: {reason}"
                 try:
-                    write_result(Path(job.dir), ResultRecord(status=FAILED, job=info, seed=None,
-                                                             error=f"its pack job failed: {reason}"))
-                except OSError as error:  # a full disk: the job stays without a record, which counts as missing
-                    log.error("job %s: its pack job failed (%s) and its record cannot be written: %s",
-                              info.name, reason, describe(error))
+                    write_result(Path(job.dir), ResultRecord(status=FAILED, job=info, seed=None, error=error))
+                except OSError as refused:  # a full disk: the sweep still says why the job has no record
+                    self.unrecorded[job.num] = f"{error}; its {RESULT_FILE} could not be written: {describe(refused)}"
 
 
 def failure_message(outcomes: list[JobOutcome]) -> str | None:

@@ -73,7 +73,7 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir() or refused_before_any_job():
             return
         # matplotlib, scipy: imported only here
-        from regsweep.aggregate import SUMMARY_FILE, AggregateError, aggregate_sweep, job_table
+        from regsweep.aggregate import SUMMARY_FILE, AggregateError, OutputError, aggregate_sweep, job_table
 
         try:
             if self.aggregate:
@@ -86,6 +86,8 @@ class SweepSummary(Callback):
             hint = resume_hint(sweep_dir)
             if hint:
                 print(hint)
+        except OutputError as error:  # a full disk, a read-only dir: one line naming the file, the records stand
+            log.error("no summary of %s: %s", sweep_dir, error)
         except AggregateError as error:
             log.warning("no summary of %s: %s", sweep_dir, error)
         except Exception as error:  # the jobs' own results stay valid whatever happens here
