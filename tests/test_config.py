@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -16,7 +19,8 @@ from regsweep.config import validate
 from regsweep.data.sources import RegressionDataConfig
 from regsweep.errors import ConfigError
 from regsweep.instantiate import instantiate_trusted
-from regsweep.models import CNNConfig, MemberModel, PackedConv2d, PackNet
+from regsweep.networks import CNNConfig, MemberModel, PackedNetwork, family
+from regsweep.networks.layers import PackedConv2d
 from regsweep.optim import build_optimizer, build_schedule
 from regsweep.records import RESULT_FILE, read_result
 from regsweep.sweep.overrides import expand_integer_ranges
@@ -29,15 +33,33 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def one_member_net(settings, shape: tuple[int, ...], outputs: int) -> PackNet:
+def one_member_net(settings, shape: tuple[int, ...], outputs: int) -> PackedNetwork:
     member = MemberModel(settings.model.dropout, torch.Generator().manual_seed(0), torch.Generator())
-    return PackNet(settings.model, [member], shape, outputs)
+    return family(settings.model, shape, outputs).pack([member])
+
+
+def user_data(option: str, data_dir: Path) -> list[str]:
+    """What data=table, custom and idx need: a table, a loader and IDX files of the user's own (tiny ones)."""
+    data_dir.mkdir(exist_ok=True)
+    if option == "table":
+        np.savez(data_dir / "tiny.npz", x=np.zeros((20, 4)), y=np.arange(20) % 2)
+        return [f"data.path={data_dir / 'tiny.npz'}"]
+    if option == "custom":
+        return ["data.source._target_=sklearn.datasets.load_digits", "+data.source.return_X_y=true"]
+    if option == "idx":
+        for name, array in (("train-images", np.zeros((20, 8, 8), np.uint8)), ("train-labels", np.arange(20) % 2)):
+            array = array.astype(np.uint8)
+            header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            (data_dir / name).write_bytes(header + array.tobytes())
+        return [f"data.data_dir={data_dir}"]
+    return []
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
-def test_every_option_composes_validates_and_instantiates(make_cfg, group: str, option: str) -> None:
+def test_every_option_composes_validates_and_instantiates(make_cfg, tmp_path: Path, group: str, option: str) -> None:
     data = "regression" if group == "model" and option == "mlp" else "digits"
-    cfg = make_cfg(f"{group}={option}", *([] if group == "data" else [f"data={data}"]))
+    own = user_data(option, tmp_path / "own") if group == "data" else [f"data={data}"]
+    cfg = make_cfg(f"{group}={option}", *own)
     assert (cfg[group] is not None) or option == "none"
     if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
         pytest.skip("trainer=gpu composes; validating and instantiating it needs a GPU")
@@ -58,8 +80,7 @@ def test_cnn_uses_configured_kernels(make_cfg) -> None:
     settings = validate(make_cfg("model=cnn", "model.kernel_size=10", "model.channels=[4,8]"))
     assert isinstance(settings.model, CNNConfig)
     net = one_member_net(settings, (1, 28, 28), 10)
-    assert [tuple(layer.member_weight(0).shape) for name, layer in net.weight_layers().items()][:2] == [
-        (4, 1, 10, 10), (8, 4, 10, 10)]
+    assert [tuple(weight.shape) for weight in net.member_weights(0).values()][:2] == [(4, 1, 10, 10), (8, 4, 10, 10)]
 
 
 

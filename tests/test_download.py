@@ -17,10 +17,12 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from regsweep.data import sources
+from regsweep.data import images, sources
 from regsweep.data.download import FASHION_MNIST_FILES, MNIST_FILES, ensure_files
-from regsweep.data.idx import KAGGLE_HEADER
-from regsweep.data.images import CACHE_FILE, KAGGLE_TEST, KAGGLE_TRAIN, load_image_dataset
+from regsweep.data.idx import KAGGLE_HEADER, read_idx
+from regsweep.data.images import (
+    CACHE_FILE, FASHION_MNIST_SET_DIGESTS, KAGGLE_TEST, KAGGLE_TRAIN, load_image_dataset, set_digest,
+)
 from regsweep.data.sources import ImageDataConfig
 from regsweep.errors import ConfigError, DataError
 from regsweep.job import run
@@ -170,7 +172,7 @@ def test_existing_file_with_wrong_md5_is_reported_not_replaced(tmp_path, dead_ur
     data_dir.mkdir()
     (data_dir / SMALL).write_bytes(b"partial download")
     with pytest.raises(DataError, match=f"{SMALL}: md5 is {md5(b'partial download')}, expected "
-                                        f"{MNIST_FILES[SMALL]}.*delete it"):
+                                        f"{MNIST_FILES[SMALL]}.*delete it.*IDX files of your own: data=idx"):
         ensure_files(data_dir, small_files(), [dead_url], timeout_s=TIMEOUT_S, retries=1)
     assert (data_dir / SMALL).read_bytes() == b"partial download"
 
@@ -256,12 +258,20 @@ def write_kaggle(path: Path, labels: list[int], pixel: int) -> None:
     path.write_text("\n".join([",".join(KAGGLE_HEADER), *rows]) + "\n")
 
 
-@pytest.mark.usefixtures("fresh_memory")
-def test_kaggle_csvs_and_a_stale_cache(tmp_path, dead_url):
+@pytest.fixture
+def tiny_kaggle(tmp_path) -> Path:
+    """A data dir with Kaggle's two CSV files of 3 + 1 images: the layout, not the canonical set."""
     data_dir = tmp_path / "fashion"
     data_dir.mkdir()
     write_kaggle(data_dir / KAGGLE_TRAIN, [0, 1, 2], pixel=7)
     write_kaggle(data_dir / KAGGLE_TEST, [9], pixel=7)
+    return data_dir
+
+
+@pytest.mark.usefixtures("fresh_memory")
+def test_kaggle_csvs_and_a_stale_cache(tiny_kaggle, dead_url, monkeypatch):
+    monkeypatch.setattr(images, "_check_canonical_set", lambda data_dir, sets: None)  # the cache's logic, any samples
+    data_dir = tiny_kaggle
     first = load_image_dataset("fashion_mnist", data_dir, [dead_url], TIMEOUT_S, 1)
     assert first.y_train.tolist() == [0, 1, 2] and first.y_test.tolist() == [9]
     assert first.x_train.shape == (3, 28, 28) and (first.x_train == 7).all()
@@ -275,6 +285,29 @@ def test_kaggle_csvs_and_a_stale_cache(tmp_path, dead_url):
     third = load_image_dataset("fashion_mnist", data_dir, [dead_url], TIMEOUT_S, 1)
     assert third.y_train.tolist() == [5, 5, 5, 5]
     assert np.load(data_dir / CACHE_FILE)["y_train"].tolist() == [5, 5, 5, 5]
+
+
+@pytest.mark.usefixtures("fresh_memory")
+def test_kaggle_csvs_of_other_images_are_refused_as_fashion_mnist(tiny_kaggle, dead_url):
+    with pytest.raises(DataError, match="do not hold the canonical Fashion-MNIST set .the train and test samples "
+                                        "differ.*data=table data.path=<csv> data.target=label .or data=idx"):
+        load_image_dataset("fashion_mnist", tiny_kaggle, [dead_url], TIMEOUT_S, 1)
+    assert not (tiny_kaggle / CACHE_FILE).exists()  # refused data never becomes a cache a later run would trust
+
+
+def test_the_canonical_set_digest_holds_for_fashion_mnist_in_any_order(shared_data):
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x, y = (read_idx(shared_data / "fashion_mnist" / f"{prefix}-{kind}-ubyte.gz") for kind in ("images-idx3",
+                                                                                                "labels-idx1"))
+        assert set_digest(x, y) == FASHION_MNIST_SET_DIGESTS[split]
+    order = np.random.default_rng(0).permutation(len(x))
+    assert set_digest(x[order], y[order]) == FASHION_MNIST_SET_DIGESTS["test"]  # Kaggle's rows may come in any order
+    changed = x.copy()
+    changed[123, 4, 5] ^= 1
+    assert set_digest(changed, y) != FASHION_MNIST_SET_DIGESTS["test"]
+    relabeled = y.copy()
+    relabeled[0] = (relabeled[0] + 1) % 10
+    assert set_digest(x, relabeled) != FASHION_MNIST_SET_DIGESTS["test"]
 
 
 @pytest.mark.usefixtures("fresh_memory")

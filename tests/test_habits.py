@@ -16,6 +16,7 @@ from conftest import CONF_DIR, ROOT, TINY, run_train
 from regsweep import evaluate
 from regsweep.checkpoints import CheckpointError
 from regsweep.config import validate
+from regsweep.console import count
 from regsweep.errors import ConfigError
 from regsweep.job import run
 from regsweep.records import EPOCHS_FILE, read_epochs_csv, read_result
@@ -147,7 +148,7 @@ def test_max_time_stops_the_run_and_the_record_says_why(make_cfg, tmp_path: Path
     run(make_cfg(*PLAIN, "trainer.max_epochs=100000", f"trainer.max_time={max_time}"))
     record = read_result(tmp_path)
     assert record.status == "ok" and record.epochs < 100000
-    assert record.stop_reason == f"trainer.max_time reached after {record.epochs} epochs"
+    assert record.stop_reason == f"trainer.max_time reached after {count(record.epochs, 'epoch')}"
 
 
 def test_evaluating_a_saved_checkpoint_gives_the_jobs_test_numbers(make_cfg, tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ from conftest import CONF_DIR, TINY, run_train
 from regsweep import packing
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
-from regsweep.models import MemberModel, MLPConfig, PackedLinear
+from regsweep.networks import MemberModel, MLPConfig, family
+from regsweep.networks.layers import PackedLinear
 from regsweep.module import MemberSpec, PackModule
 from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, clip_member_gradients, net_param_groups
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
@@ -286,10 +287,11 @@ def test_the_penalty_strengths_follow_the_nets_to_the_device_lightning_moves_the
                           model=MemberModel(0.0, streams.generator("init"), streams.generator("dropout")),
                           grad_noise=streams.generator("grad_noise"))
 
-    module = PackModule(MLPConfig(name="mlp", hidden_sizes=[8], activation="relu", dropout=0.0, norm="none"),
+    module = PackModule(family(MLPConfig(name="mlp", hidden_sizes=[8], activation="relu", dropout=0.0, norm="none"),
+                               (4,), 3),
                         OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="none", step_size=1, gamma=1.0,
                                         clip_grad_norm=0.0),
-                        [member(0, 1e-3), member(1, 1e-2)], "classification", (4,), 3, max_epochs=1)
+                        [member(0, 1e-3), member(1, 1e-2)], "classification", max_epochs=1)
     module.to("meta")
     [strengths] = module.strengths
     assert strengths.l1.device == torch.device("meta") and strengths.l2 is None

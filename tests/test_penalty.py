@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regsweep.models import MemberModel, MLPConfig, PackNet, penalized_weights
+from regsweep.networks import MemberModel, MLPConfig
+from regsweep.networks.builtin import PackNet
 from regsweep.penalty import RegularizerConfig, add_gradient_noise, add_penalty_gradient, weight_statistics
 
 
@@ -21,9 +22,9 @@ def regularizer(l1: float = 0.0, l2: float = 0.0, scale: bool = False) -> Regula
 
 def test_only_weight_matrices_are_penalized() -> None:
     net = small_net()
-    assert sorted(penalized_weights(net)) == ["1.weight", "4.weight"]  # Linear(2,3) and Linear(3,2)
+    assert sorted(net.penalized()) == ["1.weight", "4.weight"]  # Linear(2,3) and Linear(3,2)
     names = {id(p): n for n, p in net.named_parameters()}
-    penalized = {names[id(w)] for w in penalized_weights(net).values()}
+    penalized = {names[id(w)] for w in net.penalized().values()}
     assert not any("bias" in n for n in penalized)
     assert "2.weight" not in penalized  # the BatchNorm scale
 

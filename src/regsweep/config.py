@@ -26,14 +26,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regsweep import metrics
 from regsweep.data.augment import AugmentSettings
-from regsweep.data.sources import DATASETS, DataConfig, RegressionDataConfig, task_of
+from regsweep.data.sources import DATASETS, DataConfig, task_of
 from regsweep.errors import ConfigError
 from regsweep.instantiate import check_targets
-from regsweep.models import MODELS, CNNConfig, MLPConfig
+from regsweep.networks import BUILTIN, CNNConfig, ModelConfig, is_user_model, user_model
 from regsweep.optim import OptimizerConfig
 from regsweep.packing import PACK_OFF
 from regsweep.penalty import RegularizerConfig
-from regsweep.schema import require
+from regsweep.schema import is_integer, require
 from regsweep.trainer import BatchPlan, check_trainer, trainer_schema
 
 GROUPS = ("data", "model", "regularizer", "optimizer", "augment", "trainer")
@@ -100,7 +100,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="schema_train", node=RunConfig, provider="regsweep")
     schemas = [("data", name, source.schema) for name, source in DATASETS.items()]
-    schemas += [("model", name, schema) for name, schema in MODELS.items()]
+    schemas += [("model", name, schema) for name, schema in BUILTIN.items()]
     schemas += [(group, "base", schema) for group, schema in (
         ("regularizer", RegularizerConfig), ("optimizer", OptimizerConfig), ("augment", AugmentSettings),
         ("trainer", trainer_schema()))]
@@ -116,7 +116,7 @@ class Settings:
     task: str  # metrics.CLASSIFICATION | metrics.REGRESSION, from the dataset
     objective: str  # optimized_metric with auto resolved
     data: DataConfig
-    model: MLPConfig
+    model: ModelConfig
     regularizer: RegularizerConfig
     optimizer: OptimizerConfig
     augment: AugmentSettings
@@ -128,6 +128,10 @@ class Settings:
     tags: tuple[str, ...] = ()
     last_checkpoint_every_s: float | None = 60.0
     checkpointing: bool = True  # trainer.enable_checkpointing: false writes neither best.ckpt nor last.ckpt
+    pack_size: int | str = "auto"  # auto | off | an integer
+    threads: int | str = "auto"
+    flush_denormal: bool = True
+    tf32: bool = False
 
 
 T = TypeVar("T")
@@ -171,8 +175,19 @@ def _named_schema(group: str, node: Any, schemas: dict[str, Any], pick: Any = la
     return pick(schemas[name])
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def data_config(cfg: DictConfig) -> DataConfig:
+    """The data group as its checked dataclass: validate() and the sweepers need its task before any job runs."""
+    return typed("data", _named_schema("data", cfg.data, DATASETS, lambda s: s.schema), cfg.data)
+
+
+def check_model(node: Any) -> ModelConfig:
+    """``model=mlp``/``cnn`` (a ``name``), or a network of the user's own (a ``_target_``)."""
+    if is_user_model(node):
+        return user_model(node)
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    require("model.name", name, name in BUILTIN, f"must be one of {', '.join(BUILTIN)}, or the model config names a "
+            "torch.nn.Module class of your own with _target_ (README: Bring your own model)")
+    return typed("model", BUILTIN[name], node)
 
 
 def check_seed(cfg: DictConfig) -> int:
@@ -180,7 +195,7 @@ def check_seed(cfg: DictConfig) -> int:
         seed = cfg.seed
     except OmegaConfBaseException as err:
         raise ConfigError("seed", None, str(err).splitlines()[0]) from None
-    require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+    require("seed", seed, is_integer(seed, 0),
             "must be a non-negative integer (sweep several with -m seed=0-9)")
     return seed
 
@@ -234,11 +249,11 @@ def validate(cfg: DictConfig) -> Settings:
     check_keys(cfg)
     seed = check_seed(cfg)
     batches = check_trainer(cfg.trainer)
-    data = typed("data", _named_schema("data", cfg.data, DATASETS, lambda s: s.schema), cfg.data)
+    data = data_config(cfg)
     task = task_of(data)
-    model = typed("model", _named_schema("model", cfg.model, MODELS), cfg.model)
+    model = check_model(cfg.model)
     augment = typed("augment", AugmentSettings, cfg.augment)
-    if isinstance(data, RegressionDataConfig):
+    if DATASETS[data.name].images is False:
         require("model", model.name, not isinstance(model, CNNConfig), "model=cnn needs an image dataset")
         require("augment", "on", not augment.enabled, "augmentation needs an image dataset; use augment=none")
     objective = metrics.objective(cfg.get("optimized_metric", "auto"), task)
@@ -246,11 +261,11 @@ def validate(cfg: DictConfig) -> Settings:
     check_targets("callbacks", cfg.get("callbacks"), Callback)
     check_targets("logger", cfg.get("logger"), Logger)
     per_step = cfg.get("minibatches_per_step", 1)
-    require("minibatches_per_step", per_step, _is_count(per_step), "must be an integer >= 1")
+    require("minibatches_per_step", per_step, is_integer(per_step, 1), "must be an integer >= 1")
     threads = cfg.get("threads", "auto")
-    require("threads", threads, threads == "auto" or _is_count(threads), "must be auto or an integer >= 1")
+    require("threads", threads, threads == "auto" or is_integer(threads, 1), "must be auto or an integer >= 1")
     size = OmegaConf.select(cfg, "pack.size", default="auto")
-    require("pack.size", size, size in ("auto", PACK_OFF) or _is_count(size), "must be auto, off or an integer >= 1")
+    require("pack.size", size, size in ("auto", PACK_OFF) or is_integer(size, 1), "must be auto, off or an integer >= 1")
     every = cfg.get("last_checkpoint_every_s", 60.0)
     require("last_checkpoint_every_s", every, every is None or (isinstance(every, (int, float)) and every >= 0),
             "must be null (only when the job ends) or a number of seconds >= 0")
@@ -264,4 +279,6 @@ def validate(cfg: DictConfig) -> Settings:
         augment=augment, batches=batches, minibatches_per_step=per_step,
         train=train, test=bool(cfg.get("test", True)), ckpt_path=ckpt_path, tags=tuple(cfg.get("tags") or ()),
         last_checkpoint_every_s=every, checkpointing=cfg.trainer.get("enable_checkpointing") is not False,
+        pack_size=size, threads=threads, flush_denormal=bool(cfg.get("flush_denormal", True)),
+        tf32=bool(cfg.get("tf32", False)),
     )

@@ -70,14 +70,15 @@ def target_class(key: str, target: str, base: type | None = None) -> Any:
     return found
 
 
-def check_arguments(key: str, target: Any, node: DictConfig, given: tuple[str, ...] = ()) -> None:
+def check_arguments(key: str, target: Any, node: Any, given: tuple[str, ...] = ()) -> None:
     """The config's arguments (and ``given``, those the harness passes) bind to the target's signature."""
-    arguments = {k: None for k in OmegaConf.to_container(node, resolve=False) if not str(k).startswith("_")}
+    arguments = {k: None for k in node if not str(k).startswith("_")}
     arguments.update({name: None for name in given})
     try:
         inspect.signature(target).bind(**arguments)
     except TypeError as error:
-        raise ConfigError(key, dict(node), f"{getattr(target, '__qualname__', target)} refuses these arguments "
+        raise ConfigError(key, OmegaConf.to_container(node) if isinstance(node, DictConfig) else node,
+                          f"{getattr(target, '__qualname__', target)} refuses these arguments "
                           f"({error})") from None
     except ValueError:  # a builtin without a signature: its own call will say
         return

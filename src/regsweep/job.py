@@ -14,6 +14,7 @@ given ``ckpt_path``, continues from that checkpoint; ``train=false`` only evalua
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import statistics
@@ -36,15 +37,15 @@ from regsweep.config import Settings, validate
 from regsweep.console import count, print_run_summary
 from regsweep.data.batches import batch_rows
 from regsweep.data.datamodule import EVAL_MEMBER_ROWS, MemberData, PackDataModule
-from regsweep.data.sources import load_splits
+from regsweep.data.sources import DATASETS, load_splits
 from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
 from regsweep.instantiate import instantiate_trusted, user_code_importable
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
-from regsweep.models import MemberModel, PackNet, member_size
+from regsweep import networks
+from regsweep.networks import MemberModel, check_network
 from regsweep.module import MemberSpec, PackModule, Stop
 from regsweep.outputs import MemberOutputs, member_histograms, quiet_writer_threads
-from regsweep.metrics import REGRESSION
 from regsweep.optim import OPTIMIZERS
 from regsweep.provenance import environment
 from regsweep.records import FAILED, INTERRUPTED, OK, RESULT_FILE, JobInfo, ResultRecord
@@ -198,6 +199,7 @@ class PackRun:
             valid = [m for m in self.members if m.settings is not None and not m.done]
             if valid:
                 self._prepare(valid)
+                valid = [m for m in valid if not m.done]
                 # members train together from one epoch; those that had ended are only tested again
                 starts = sorted({(m.start_epoch, m.ended_before is not None) for m in valid})
                 for start in starts:
@@ -284,15 +286,23 @@ class PackRun:
         return now
 
     def _prepare(self, members: list[Member]) -> None:
-        first = members[0]
-        threads = configure_threads(first.cfg)
-        if first.cfg.get("flush_denormal", True):
+        first = members[0].settings
+        threads = configure_threads(first.threads)
+        if first.flush_denormal:
             # Acts on this thread; torch's intra-op threads inherit the mode when they start, which is
             # during this job's first parallel op as long as nothing before the job ran torch work.
             torch.set_flush_denormal(True)
-        set_tf32(bool(first.cfg.get("tf32", False)))
-        L.seed_everything(first.settings.seed, verbose=False)  # only for code outside the harness's own streams
-        self.splits = load_splits(first.settings.data)
+        set_tf32(first.tf32)
+        L.seed_everything(first.seed, verbose=False)  # for what draws from torch's global generator
+        self.splits = load_splits(first.data)
+        self.family = networks.family(first.model, self.splits.input_shape, self.splits.output_size)
+        try:
+            for member in members:
+                check_model_against_data(member.settings)
+        except ConfigError as error:  # the network does not fit the data: before any training, each member says so
+            for member in members:
+                member.fail(error)
+            return
         for member in members:
             member.record.threads = threads
             self._describe_data(member)
@@ -301,12 +311,15 @@ class PackRun:
         """With ``pack.size=auto``, the members in as many chunks as the device's memory needs (on a CPU, of at
         most ``packing.CPU_MAX_MEMBERS``)."""
         first = members[0]
-        if len(members) == 1 or OmegaConf.select(first.cfg, "pack.size", default="auto") != "auto":
+        alone = self.family.unvectorizable() if len(members) > 1 else None
+        if alone is not None:
+            log.info("%s: %s; its jobs train one at a time (the same numbers, no speed-up)", self._who(members), alone)
+            return [[member] for member in members]
+        if len(members) == 1 or first.settings.pack_size != "auto":
             return [members]
         device = training_device(first.cfg.trainer)
         generator = torch.Generator()
-        net = PackNet(first.settings.model, [MemberModel(0.0, generator, generator)], self.splits.input_shape,
-                      self.splits.output_size)
+        net = self.family.single(MemberModel(0.0, generator, generator))
         batch_size = batch_rows(first.settings.data.batch_size, self.splits.n_train)
         optimizer = first.settings.optimizer
         per_member = packing.member_bytes(*packing.footprint(net, self.splits.input_shape), batch_size,
@@ -333,13 +346,12 @@ class PackRun:
         ran_in = environment(device)
         for member in members:
             member.record.environment = dict(ran_in)
-        log.info("%s: %s, %s %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
-                 settings.model.name, settings.model.hidden_sizes, settings.optimizer.name, plan.max_epochs - start,
-                 plan.max_epochs, device)
+        log.info("%s: %s, %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
+                 self.family.description, settings.optimizer.name, plan.max_epochs - start, plan.max_epochs, device)
         for member in members:
             member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in TRAINING_STREAMS}
         module = self.module = self._module(members, device, start)
-        size = member_size(module.nets[0])
+        size = self.family.size()
         for member in members:
             member.record.model = dict(size)
         datamodule = PackDataModule(
@@ -390,9 +402,8 @@ class PackRun:
 
     def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:
         settings, plan = members[0].settings, members[0].settings.batches
-        module = PackModule(settings.model, settings.optimizer, [self._spec(m) for m in members], settings.task,
-                            self.splits.input_shape, self.splits.output_size, plan.max_epochs, plan.min_epochs,
-                            plan.max_steps, epoch_offset=start,
+        module = PackModule(self.family, settings.optimizer, [self._spec(m) for m in members], settings.task,
+                            plan.max_epochs, plan.min_epochs, plan.max_steps, epoch_offset=start,
                             steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
         by_id = {m.id: m for m in members}
         module.on_members_stop = self._stopped
@@ -492,8 +503,11 @@ class PackRun:
 
     def _describe_data(self, member: Member) -> None:
         s, splits = member.settings, self.splits
-        member.record.data = {"task": s.task, "n_train": splits.n_train, "n_val": len(splits.x_val),
-                              "n_test": len(splits.x_test), "batch_size": batch_rows(s.data.batch_size, splits.n_train)}
+        member.record.data = {"task": s.task, "label": s.data.label, "n_train": splits.n_train,
+                              "n_val": len(splits.x_val), "n_test": len(splits.x_test),
+                              "batch_size": batch_rows(s.data.batch_size, splits.n_train)}
+        if splits.classes:
+            member.record.data["classes"] = list(splits.classes)
         l1, l2 = s.regularizer.applied(splits.n_train)
         member.record.penalty = {"l1": s.regularizer.l1, "l2": s.regularizer.l2, "l1_applied": l1, "l2_applied": l2,
                                  "scale_by_n_train": s.regularizer.scale_by_n_train}
@@ -563,7 +577,8 @@ class PackRun:
         record.metrics = {"final": {k: v for k, v in history[-1].items() if k != "epoch"} if history else {},
                           "best": dict(best), "test": tested.test_results.get(member.id, {})}
         member.outputs.write_weights(tested.member_weights(member.id))
-        if member.id in tested.test_predictions:
+        member.outputs.write_model(tested.member_state(member.id))
+        if member.id in tested.test_predictions and DATASETS[member.settings.data.name].surface:
             member.outputs.write_predictions(self.splits.x_test, self.splits.y_test, tested.test_predictions[member.id])
         if history and member.settings.checkpointing:
             member.outputs.write_best(self._kept_state(member), kept_epoch, checkpoint)
@@ -582,6 +597,26 @@ class PackRun:
         names = [member.settings.objective, *(OmegaConf.select(member.cfg, "search.extra_objectives") or [])]
         values = tuple(best[name] for name in names)
         return values[0] if len(values) == 1 else values
+
+
+_CHECKED: dict[str, ConfigError | None] = {}  # a network and data already checked in this process -> its refusal
+
+
+def check_model_against_data(settings: Settings) -> None:
+    """A job's network fits its data (its output's shape) and a penalty that is on has weights to cover: a ConfigError
+    before any training. Loads the data (once per process: the pack job of an in-process sweep reuses it)."""
+    key = json.dumps([settings.model, settings.data, bool(settings.regularizer.l1 or settings.regularizer.l2)],
+                     default=lambda value: vars(value), sort_keys=True)
+    if key not in _CHECKED:
+        splits = load_splits(settings.data)
+        family = networks.family(settings.model, splits.input_shape, splits.output_size)
+        try:
+            check_network(family, [settings], splits.output_size)
+            _CHECKED[key] = None
+        except ConfigError as error:
+            _CHECKED[key] = error
+    if _CHECKED[key] is not None:
+        raise _CHECKED[key]
 
 
 def fit_end_reason(trainer: L.Trainer, module: PackModule, plan: BatchPlan) -> str | None:
@@ -663,7 +698,7 @@ def run(cfg: DictConfig) -> Any:
     if member.unrecorded:
         raise JobFailed(f"job {member.job.name}: {member.unrecorded}")
     if member.record.status == OK:
-        if member.settings.task == REGRESSION:  # a sweep's summary draws its jobs'; a job alone draws its own
+        if DATASETS[member.settings.data.name].surface:  # a sweep's summary draws its jobs'; a job alone its own
             from regsweep.aggregate.plots import write_prediction_plot  # matplotlib: only here
 
             write_prediction_plot(Path(member.job.dir))

@@ -2,7 +2,7 @@
 
 Each member is one job (its own seed, penalty strengths, dropout rate, learning rate, weight
 decay, augmentation); a job trained alone is a pack of one. Members whose learning rate and
-weight decay agree share a :class:`~regsweep.models.PackNet` and a parameter group of one torch
+weight decay agree share a :class:`~regsweep.networks.PackedNetwork` and a parameter group of one torch
 optimizer, so torch's own (fused) step updates them.
 
 The training contract (see :mod:`regsweep.data.datamodule`): ``training_step`` receives a list of
@@ -33,17 +33,7 @@ from torch import Tensor, nn
 from regsweep import metrics
 from regsweep.data.batches import Minibatch, PackProgress
 from regsweep.errors import DivergenceError, describe
-from regsweep.models import (
-    MemberModel,
-    MLPConfig,
-    PackNet,
-    member_slice,
-    member_state,
-    member_weights,
-    own_layer_names,
-    pack_state,
-    penalized_weights,
-)
+from regsweep.networks import MemberModel, ModelFamily
 from regsweep.optim import (
     GROUPS_PER_NET,
     OptimizerConfig,
@@ -151,13 +141,12 @@ class _Totals:
 class PackModule(L.LightningModule):
     """Cross-entropy (classification) or MSE (regression) plus each member's weight penalty, for a pack."""
 
-    def __init__(self, model: MLPConfig, optimizer: OptimizerConfig, members: list[MemberSpec], task: str,
-                 input_shape: tuple[int, ...], output_size: int, max_epochs: int, min_epochs: int = 0,
-                 max_steps: int | None = None, epoch_offset: int = 0, steps_done: int = 0) -> None:
+    def __init__(self, family: ModelFamily, optimizer: OptimizerConfig, members: list[MemberSpec], task: str,
+                 max_epochs: int, min_epochs: int = 0, max_steps: int | None = None, epoch_offset: int = 0,
+                 steps_done: int = 0) -> None:
         super().__init__()
         self.automatic_optimization = False  # one optimizer step per minibatch of a group; see training_step
-        self.model_cfg, self.optimizer_cfg, self.task = model, optimizer, task
-        self.input_shape, self.output_size = input_shape, output_size
+        self.family, self.optimizer_cfg, self.task = family, optimizer, task
         self.max_epochs, self.min_epochs = max_epochs, min_epochs
         self.epoch_offset = epoch_offset  # epochs trained before a resume
         self.max_steps = max_steps
@@ -196,9 +185,8 @@ class PackModule(L.LightningModule):
         """(Re)build the nets for these members (freshly initialized; ``load_member_states`` loads states)."""
         self.groups = self._groups_of(ids)
         self.progress.active = [m for group in self.groups for m in group]
-        self.nets = nn.ModuleList(
-            PackNet(self.model_cfg, [self.specs[m].model for m in group], self.input_shape, self.output_size)
-            for group in self.groups).to(self.device)
+        self.nets = nn.ModuleList(self.family.pack([self.specs[m].model for m in group])
+                                  for group in self.groups).to(self.device)
         self.strengths = nn.ModuleList(
             PenaltyStrengths([self.specs[m].l1 for m in group], [self.specs[m].l2 for m in group])
             for group in self.groups).to(self.device)
@@ -210,19 +198,18 @@ class PackModule(L.LightningModule):
     def member_state(self, member: int) -> dict[str, Tensor]:
         """An active member's slice of every parameter and buffer (cloned), keyed as in its own network."""
         g, i = self._position(member)
-        return member_state(self.nets[g], i, self.specs[member].model.dropout)
+        return self.nets[g].member_state(i)
 
     def load_member_states(self, states: dict[int, dict[str, Tensor]]) -> None:
         """Make the pack exactly these members, with these states of their own (resume, or testing kept epochs)."""
         self._build([m for m in self.specs if m in states])
-        self.nets.load_state_dict({f"{g}.{key}": value for g, (net, group) in enumerate(zip(self.nets, self.groups))
-                                   for key, value in pack_state(net, [(states[m], self.specs[m].model.dropout)
-                                                                      for m in group]).items()})
+        for net, group in zip(self.nets, self.groups):
+            net.load_members([states[m] for m in group])
 
     def sibling(self, members: list[int]) -> "PackModule":
         """A module of just these members (freshly built: load their states), on this one's device."""
-        return PackModule(self.model_cfg, self.optimizer_cfg, [self.specs[m] for m in members], self.task,
-                          self.input_shape, self.output_size, self.max_epochs).to(self.device)
+        return PackModule(self.family, self.optimizer_cfg, [self.specs[m] for m in members], self.task,
+                          self.max_epochs).to(self.device)
 
     def stop_member(self, member: int, status: str, reason: str) -> None:
         """Take a member out of the pack at the end of this epoch (not before trainer.min_epochs)."""
@@ -245,7 +232,7 @@ class PackModule(L.LightningModule):
     def member_weights(self, member: int) -> dict[str, Tensor]:
         """An active member's penalized weights in torch's layout and its own layer names, for weights.npz."""
         g, i = self._position(member)
-        return member_weights(self.nets[g], i, self.specs[member].model.dropout)
+        return self.nets[g].member_weights(i)
 
     # --- forward, loss ------------------------------------------------------------------------------
 
@@ -253,7 +240,7 @@ class PackModule(L.LightningModule):
         """[members, B, ...] (or a shared [B, ...]) -> [members, B, outputs]."""
         if len(self.nets) == 1:
             return self.nets[0](x)
-        if x.dim() > len(self.input_shape) + 1:  # per-member inputs: each net takes its members' slice
+        if x.dim() > len(self.family.input_shape) + 1:  # per-member inputs: each net takes its members' slice
             sizes = [len(group) for group in self.groups]
             return torch.cat([net(part) for net, part in zip(self.nets, torch.split(x, sizes))])
         return torch.cat([net(x) for net in self.nets])
@@ -272,7 +259,7 @@ class PackModule(L.LightningModule):
 
     def weights(self) -> list[Tensor]:
         """The penalized weights, [members, ...] each, in member order."""
-        per_net = [list(penalized_weights(net).values()) for net in self.nets]
+        per_net = [list(net.penalized().values()) for net in self.nets]
         if len(per_net) == 1:
             return per_net[0]
         return [torch.cat(layer) for layer in zip(*per_net)]
@@ -328,7 +315,7 @@ class PackModule(L.LightningModule):
         self._step_penalty = None
         if self.penalized:
             self._step_penalty = torch.cat([
-                add_penalty_gradient(list(penalized_weights(net).values()), strengths.l1, strengths.l2)
+                add_penalty_gradient(list(net.penalized().values()), strengths.l1, strengths.l2)
                 for net, strengths in zip(self.nets, self.strengths)])
         if self.optimizer_cfg.clip_grad_norm:
             for net in self.nets:
@@ -417,22 +404,21 @@ class PackModule(L.LightningModule):
         """
         optimizer = self.optimizers().optimizer.state_dict()
         return {
-            "nets": [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in self.nets],
+            "nets": [net.snapshot() for net in self.nets],  # (stacked state, what cuts a member's out of it)
             "optimizer": {"state": {k: {name: v.clone() if torch.is_tensor(v) else v for name, v in state.items()}
                                     for k, state in optimizer["state"].items()},
                           "param_groups": copy.deepcopy(optimizer["param_groups"])},
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "groups": [list(group) for group in self.groups], "order": self._state_order(self.optimizers().optimizer),
             "epochs": self.epoch + 1, "steps": self.steps_done,
-            "layer_names": {m: own_layer_names(net, self.specs[m].model.dropout)  # the snapshot's nets, not later ones
-                            for net, group in zip(self.nets, self.groups) for m in group},
         }
 
     def training_state(self, member: int, snapshot: dict[str, Any]) -> dict[str, Any]:
         """What a member needs to continue exactly where a snapshot has it: weights, optimizer, schedule, counters."""
         groups = snapshot["groups"]
         g, i = _position_in(groups, member)
-        model = member_slice(snapshot["nets"][g], snapshot["layer_names"][member], i)
+        stacked, cut = snapshot["nets"][g]
+        model = cut(stacked, i)
         return {"model": model, **_member_optimizer_state(member, groups, snapshot["order"], snapshot["optimizer"],
                                                           snapshot["schedule"]),
                 "epochs": snapshot["epochs"], "steps": snapshot["steps"]}
@@ -473,7 +459,7 @@ class PackModule(L.LightningModule):
             raise self.interrupt
 
     def _log_histograms(self) -> None:
-        for name, w in zip(penalized_weights(self.nets[0]), self.weights()):
+        for name, w in zip(self.nets[0].penalized(), self.weights()):
             self.histograms(self.active, f"weights/{name}", w, self.epoch)
 
     def _retire(self, stops: dict[int, Stop]) -> None:

@@ -28,6 +28,7 @@ from regsweep.atomic import atomic_write_bytes, naming
 from regsweep.instantiate import instantiate_trusted
 from regsweep.records import (
     EPOCHS_FILE,
+    MODEL_FILE,
     PREDICTIONS_FILE,
     WEIGHTS_FILE,
     JobInfo,
@@ -206,6 +207,12 @@ class MemberOutputs:
 
     def write_weights(self, weights: dict[str, torch.Tensor]) -> None:
         write_weights(self.dir / WEIGHTS_FILE, {name: w.detach().cpu().numpy() for name, w in weights.items()})
+
+    def write_model(self, state: dict[str, torch.Tensor]) -> None:
+        """The kept weights as the state dict of the job's own network, on the CPU, loadable without regsweep."""
+        buffer = io.BytesIO()
+        torch.save({name: value.detach().cpu() for name, value in state.items()}, buffer)
+        atomic_write_bytes(self.dir / MODEL_FILE, buffer.getvalue())
 
     def write_best(self, state: dict[str, torch.Tensor], epoch: int, checkpoint: Any) -> Path:
         """The kept epoch's weights (keyed as in the job's own network), with the config that built them."""

@@ -4,6 +4,8 @@ Every job writes, in its own output dir (whether it trained alone or in a pack):
 - ``result.json``: status, error, overrides, seed, final/best/test metrics, epochs, wall time;
 - ``metrics.csv``: one row per epoch (``epoch`` then ``stage/metric`` columns);
 - ``weights.npz``: the kept epoch's weight matrices (float32), for weight-distribution plots;
+- ``model.pt``: the kept epoch's ``state_dict()`` of the job's own network (the user's class, or the
+  ``nn.Sequential`` of a built-in model), for ``net.load_state_dict(torch.load(job_dir / "model.pt"))``;
 - ``predictions.npz`` (regression): the test grid, its targets and the kept epoch's predictions.
 
 Files are written atomically (:mod:`regsweep.atomic`), so a reader never sees half a file.
@@ -28,6 +30,7 @@ RESULT_FILE = "result.json"
 OVERRIDES_FILE = ".hydra/overrides.yaml"  # Hydra's record of a job's command-line overrides
 EPOCHS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npz"
+MODEL_FILE = "model.pt"  # the kept epoch's state_dict() of the job's own network: net.load_state_dict(torch.load(it))
 PREDICTIONS_FILE = "predictions.npz"  # regression: x [N, 2] test points, y_true [N], y_pred [N] of the kept epoch
 SCHEMA_VERSION = 5  # 3: environment; 4: model (its size); 5: job.sweep_id
 # The statuses of a job: pruned = stopped early by an Optuna pruner; interrupted = stopped by a signal

@@ -31,6 +31,11 @@ class Rule:
         return self.allowed() if callable(self.allowed) else self.allowed
 
 
+def is_integer(value: Any, low: int | None = None) -> bool:
+    """An int that is not a bool (YAML's ``true`` is one in Python), at least ``low`` when given: the one test."""
+    return isinstance(value, int) and not isinstance(value, bool) and (low is None or value >= low)
+
+
 def at_least(low: float) -> Rule:
     return Rule(lambda v: v >= low, f"must be >= {low}")
 

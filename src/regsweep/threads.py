@@ -11,7 +11,6 @@ import os
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,10 @@ def job_threads(setting: int | str) -> int:
     return max(1, available_cores() // parallel_workers())
 
 
-def configure_threads(cfg: DictConfig) -> int:
+def configure_threads(setting: int | str) -> int:
     """Set torch's intra-op threads from ``threads`` (auto = cores / parallel workers); returns the count."""
-    threads = job_threads(cfg.get("threads", "auto"))
+    threads = job_threads(setting)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-        log.info("torch uses %d threads (threads=%s)", threads, cfg.get("threads", "auto"))
+        log.info("torch uses %d threads (threads=%s)", threads, setting)
     return threads

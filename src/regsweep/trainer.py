@@ -20,7 +20,7 @@ import torch
 from lightning.fabric.plugins.environments import LightningEnvironment
 
 from regsweep.errors import ConfigError
-from regsweep.schema import require
+from regsweep.schema import is_integer, require
 
 TARGET = "lightning.pytorch.Trainer"
 PASSED_BY_HARNESS = ("logger", "callbacks")  # built from the logger and callbacks groups
@@ -39,28 +39,24 @@ REFUSED = {  # argument -> (acceptable, why and what to do instead)
                 "run several with a launcher (hydra/launcher=joblib or submitit_slurm)"),
     "num_nodes": (lambda v: v == 1, "must be 1: a job or pack trains on one device"),
     "min_steps": (lambda v: v is None, "is not supported; use trainer.min_epochs"),
-    "max_epochs": (lambda v: _is_int(v) and v >= 1, "must be an integer >= 1"),
-    "min_epochs": (lambda v: v is None or (_is_int(v) and v >= 0), "must be null or an integer >= 0"),
-    "max_steps": (lambda v: v == -1 or (_is_int(v) and v >= 1), "must be -1 (no limit) or an integer >= 1"),
+    "max_epochs": (lambda v: is_integer(v, 1), "must be an integer >= 1"),
+    "min_epochs": (lambda v: v is None or (is_integer(v, 0)), "must be null or an integer >= 0"),
+    "max_steps": (lambda v: v == -1 or (is_integer(v, 1)), "must be -1 (no limit) or an integer >= 1"),
     "limit_train_batches": (lambda v: _is_limit(v), "must be null, an integer >= 1 or a fraction in (0, 1]"),
     "limit_val_batches": (lambda v: _is_limit(v), "must be null, an integer >= 1 or a fraction in (0, 1] "
                           "(validation runs every epoch)"),
     "limit_test_batches": (lambda v: _is_limit(v), "must be null, an integer >= 1 or a fraction in (0, 1]; "
                            "to skip testing use test=false"),
     "overfit_batches": (lambda v: v == 0 or _is_limit(v), "must be 0 (off), an integer >= 1 or a fraction in (0, 1]"),
-    "fast_dev_run": (lambda v: isinstance(v, bool) or (_is_int(v) and v >= 1), "must be true, false or an integer >= 1"),
+    "fast_dev_run": (lambda v: isinstance(v, bool) or (is_integer(v, 1)), "must be true, false or an integer >= 1"),
 }
 GPU_ACCELERATORS = ("gpu", "cuda")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_limit(value: Any) -> bool:
     if value is None:
         return True
-    if _is_int(value):
+    if is_integer(value):
         return value >= 1
     return isinstance(value, float) and 0 < value <= 1
 

@@ -121,7 +121,7 @@ def _check_existing(path: Path, expected: str) -> None:
     if actual != expected:
         raise DataError(
             f"{path}: md5 is {actual}, expected {expected}; the file is corrupt or not the canonical "
-            "one: delete it so it is downloaded again"
+            "one: delete it so it is downloaded again (IDX files of your own: data=idx data.data_dir=<their dir>)"
         )
 
 

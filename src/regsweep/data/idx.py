@@ -1,4 +1,5 @@
-"""Strict readers for the two layouts MNIST-style data ships in: IDX files (raw or gzipped) and Kaggle CSVs.
+"""Strict readers for the two layouts MNIST-style data ships in: IDX files (raw or gzipped) and Kaggle CSVs, and
+the search for a user's own IDX files in a dir (by their headers and names, whatever the files are called).
 
 Every malformed input raises :class:`DataError` naming the file and what was expected.
 """
@@ -9,6 +10,7 @@ import gzip
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -46,6 +48,10 @@ def _file_bytes(path: Path) -> bytes:
         ) from None
 
 
+def _is_idx_magic(data: bytes) -> bool:
+    return len(data) >= 4 and data[:2] == b"\x00\x00" and data[2] in IDX_DTYPES
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Decode an IDX file (``.gz`` or raw) into an array in native byte order.
 
@@ -54,7 +60,7 @@ def read_idx(path: Path) -> np.ndarray:
     """
     path = Path(path)
     data = _file_bytes(path)
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in IDX_DTYPES:
+    if not _is_idx_magic(data):
         codes = ", ".join(f"0x{code:02X}" for code in IDX_DTYPES)
         raise DataError(
             f"{path}: not an IDX file: expected magic 00 00 <dtype code: {codes}> <ndim>, "
@@ -147,3 +153,76 @@ def _raise_first_bad_line(path: Path) -> NoReturn:
                         f"expected an integer in 0..{high}, got {text!r}"
                     )
     raise DataError(f"{path}: cannot parse as a Kaggle CSV of integers (numpy rejected it; no bad line found)")
+
+
+# --- a user's own IDX files (data=idx) ----------------------------------------------------------
+
+SPLIT_WORDS = {"train": ("train",), "test": ("t10k", "test")}  # a file's split, from words in its name
+
+
+def read_idx_header(path: Path) -> tuple[int, ...] | None:
+    """The dims an IDX file's header declares, or None when the file is not IDX (reads a few bytes only)."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as handle:
+            magic = handle.read(4)
+            if not _is_idx_magic(magic):
+                return None
+            dims = handle.read(4 * magic[3])
+    except (OSError, EOFError, zlib.error):  # unreadable, or a .gz that is not gzip: not an IDX file we can use
+        return None
+    return struct.unpack(f">{magic[3]}I", dims) if len(dims) == 4 * magic[3] else None
+
+
+def split_of(name: str) -> str | None:
+    """``train`` or ``test`` from a file name (MNIST's ``train-*`` and ``t10k-*``), None if it names neither."""
+    lowered = name.lower()
+    found = [split for split, words in SPLIT_WORDS.items() if any(word in lowered for word in words)]
+    return found[0] if len(found) == 1 else None
+
+
+@dataclass(frozen=True)
+class IdxFiles:
+    """A dir's IDX files by role: samples (>= 2 dims, [N, ...]) and targets (1 dim, [N]) of train and test."""
+
+    train_x: Path
+    train_y: Path
+    test_x: Path | None = None
+    test_y: Path | None = None
+
+
+_ROLE = {"x": "samples", "y": "targets"}
+
+
+def find_idx_files(data_dir: Path) -> IdxFiles:
+    """The train (and, if present, test) samples and targets among a dir's files, told apart by their IDX headers
+    (1 dim: targets; more: samples) and names (``train``; ``t10k`` or ``test``), never by checksum."""
+    headers = {path: dims for path in sorted(p for p in data_dir.iterdir() if p.is_file())
+               if (dims := read_idx_header(path))}
+    found: dict[str, list[Path]] = {}
+    for path, dims in headers.items():
+        if (split := split_of(path.name)) is not None:
+            found.setdefault(f"{split}_{'y' if len(dims) == 1 else 'x'}", []).append(path)
+    for role, paths in found.items():
+        if len(paths) > 1:
+            split, kind = role.split("_")
+            raise DataError(f"{data_dir}: {len(paths)} IDX files of {split} {_ROLE[kind]} "
+                            f"({', '.join(p.name for p in paths)}): keep one")
+    roles = {role: paths[0] for role, paths in found.items()}
+    for split in SPLIT_WORDS:
+        _check_pair(data_dir, split, roles.get(f"{split}_x"), roles.get(f"{split}_y"), headers)
+    if "train_x" not in roles:
+        raise DataError(f"{data_dir}: no IDX files of training samples and targets: data=idx looks for IDX files "
+                        "(MNIST's format, raw or .gz) with 'train' in their names, and 't10k' or 'test' for a test "
+                        f"set; IDX files there: {', '.join(p.name for p in headers) or 'none'}")
+    return IdxFiles(**roles)
+
+
+def _check_pair(data_dir: Path, split: str, x: Path | None, y: Path | None,
+                headers: dict[Path, tuple[int, ...]]) -> None:
+    """A split's samples and targets come together and in the same number."""
+    if (x is None) != (y is None):
+        have, lacking = ("x", "y") if y is None else ("y", "x")
+        raise DataError(f"{data_dir}: {(x or y).name} holds the {split} {_ROLE[have]}, but no IDX file of {split} "
+                        f"{_ROLE[lacking]} is there (1 dim for targets, more for samples; '{split}' in its name)")
+    if x is not None and y is not None and headers[x][0] != headers[y][0]:
+        raise DataError(f"{data_dir}: {x.name} holds {headers[x][0]} samples but {y.name} {headers[y][0]} targets")

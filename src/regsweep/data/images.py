@@ -1,11 +1,13 @@
 """MNIST and Fashion-MNIST as uint8 arrays, decoded once per data dir (the in-memory copy lives in sources).
 
 Lookup order: the decoded cache ``<data_dir>/decoded.npz``; the four IDX ``.gz`` files
-(downloaded when missing); for Fashion-MNIST, Kaggle's CSVs when the IDX files are not all there.
+(downloaded when missing, checked by md5); for Fashion-MNIST, Kaggle's CSVs when the IDX files are not
+all there, checked to hold the canonical set. Data of one's own goes through data=table or data=idx.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -24,7 +26,7 @@ from regsweep.atomic import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "decoded.npz"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: Kaggle CSVs are checked to be the canonical set; caches of unchecked ones are decoded again
 KAGGLE_TRAIN, KAGGLE_TEST = "fashion-mnist_train.csv", "fashion-mnist_test.csv"
 IDX_TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 IDX_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -44,6 +46,9 @@ class ImageArrays:
 
 
 _ARRAY_NAMES = tuple(f.name for f in fields(ImageArrays))
+# Fashion-MNIST's canonical train and test sets as set_digest()s (of the IDX files whose md5 download.py checks):
+# Kaggle's CSVs must hold exactly these samples, in whatever order
+FASHION_MNIST_SET_DIGESTS = {"train": "674bad5b6fd19a85d51c78d7badc0fef", "test": "f3790bc43c345024af53b4003b9a9108"}
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
@@ -92,6 +97,7 @@ def _decode(
     if name == "fashion_mnist" and not idx_complete and all(p.exists() for p in kaggle):
         log.info("decoding the Kaggle CSVs in %s", data_dir)
         (x_train, y_train), (x_test, y_test) = (read_kaggle_csv(p) for p in kaggle)
+        _check_canonical_set(data_dir, {"train": (x_train, y_train), "test": (x_test, y_test)})
         raw_md5 = {p.name: md5_of(p) for p in kaggle}
         sources = (str(kaggle[0]), str(kaggle[1]))
     else:
@@ -103,6 +109,24 @@ def _decode(
     check_images_labels(x_test, y_test, sources[1])
     arrays = ImageArrays(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
     return arrays, raw_md5
+
+
+def set_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """md5 over a set's (label, image) rows in sorted order: the same for the same samples in any order."""
+    rows = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(len(images), -1)], axis=1)
+    return hashlib.md5(b"".join(sorted(hashlib.md5(row.tobytes()).digest() for row in rows))).hexdigest()
+
+
+def _check_canonical_set(data_dir: Path, sets: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """data=fashion_mnist trains on Fashion-MNIST only: other images in Kaggle's file names would pass for it."""
+    differ = [split for split, (images, labels) in sets.items()
+              if set_digest(images, labels) != FASHION_MNIST_SET_DIGESTS[split]]
+    if differ:
+        raise DataError(
+            f"{data_dir}: {KAGGLE_TRAIN} and {KAGGLE_TEST} do not hold the canonical Fashion-MNIST set (the "
+            f"{' and '.join(differ)} samples differ), and data=fashion_mnist trains on that set only; for images of "
+            "your own use data=table data.path=<csv> data.target=label (or data=idx for IDX files)"
+        )
 
 
 def _write_cache(data_dir: Path, name: str, arrays: ImageArrays, raw_md5: Mapping[str, str]) -> None:

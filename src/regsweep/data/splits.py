@@ -12,7 +12,6 @@ from torch import Tensor
 from regsweep.metrics import CLASSIFICATION
 
 
-
 @dataclass(frozen=True)
 class Splits:
     """Whole splits held as tensors: images are [N, C, H, W], vectors [N, D]; targets [N] or [N, 1]."""
@@ -25,6 +24,7 @@ class Splits:
     y_test: Tensor
     task: str  # metrics.CLASSIFICATION | metrics.REGRESSION
     num_classes: int | None = None
+    classes: tuple[str, ...] = ()  # the class names, by code (a user's data; empty where codes are the names)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -52,6 +52,7 @@ def from_arrays(
     test: tuple[np.ndarray, np.ndarray],
     task: str,
     num_classes: int | None = None,
+    classes: tuple[str, ...] = (),
 ) -> Splits:
     """Build float32 inputs and int64 (classification) or float32 [N, 1] (regression) targets."""
 
@@ -65,7 +66,7 @@ def from_arrays(
 
     return Splits(
         inputs(train[0]), targets(train[1]), inputs(val[0]), targets(val[1]),
-        inputs(test[0]), targets(test[1]), task=task, num_classes=num_classes,
+        inputs(test[0]), targets(test[1]), task=task, num_classes=num_classes, classes=classes,
     )
 
 

@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from regsweep.config import validate
+from regsweep.job import check_model_against_data
+from regsweep.networks import is_user_model
 from regsweep.console import count
 from regsweep.interrupts import raise_on_signals
 from regsweep.errors import ConfigError, SweepRefused, describe
@@ -157,7 +159,9 @@ class JobRunner:
         for overrides in batch:
             try:
                 config = self.compose(overrides)
-                validate(config)
+                settings = validate(config)
+                if is_user_model(config.model):  # a network of the user's must fit the data before any job starts
+                    check_model_against_data(settings)
                 configs.append(config)
             except (ConfigError, HydraException, OmegaConfBaseException) as error:
                 message = " ".join(str(error).split())
