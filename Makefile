@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install debian-packages train test test-fast bench bench-packs bench-pruning bench-gpu results tensorboard clean
+.PHONY: install debian-packages train test test-fast bench bench-packs bench-pruning bench-vmap bench-gpu results tensorboard clean
 
 $(BIN)/regsweep-aggregate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-packs: install     # about 20 minutes: packed vs one-by-one sweeps, end to
 
 bench-pruning: install   # under a minute: an Optuna search with and without pruning
 	$(BIN)/python bench/pruning.py
+
+bench-vmap: install      # about 10 minutes: any nn.Module packed by torch.func vs one by one and vs the packed layers
+	$(BIN)/python bench/vmap.py $(ARGS)
 
 bench-gpu: install       # minutes on a GPU: the 40-job L1-vs-L2 study on MNIST, packed vs one by one
 	$(BIN)/python bench/gpu.py $(ARGS)

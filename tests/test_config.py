@@ -21,7 +21,7 @@ from regsweep.errors import ConfigError
 from regsweep.instantiate import instantiate_trusted
 from regsweep.networks import CNNConfig, MemberModel, PackedNetwork, family
 from regsweep.networks.layers import PackedConv2d
-from regsweep.optim import build_optimizer, build_schedule
+from regsweep.training.optim import build_optimizer, build_schedule
 from regsweep.records import RESULT_FILE, read_result
 from regsweep.sweep.overrides import expand_integer_ranges
 

@@ -72,6 +72,16 @@ MYNETS = textwrap.dedent('''
         def forward(self, x):
             return self.a(x.flatten(1))
 
+    class Viewer(nn.Module):
+        """Needs its matrix contiguous: weight.view(...)."""
+
+        def __init__(self, in_features, num_outputs):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(num_outputs, in_features) * 0.1)
+
+        def forward(self, x):
+            return x.flatten(1) @ self.weight.view(-1).view(self.weight.shape[0], -1).T
+
     class NoWeights(nn.Module):
         def __init__(self, num_outputs):
             super().__init__()
@@ -118,10 +128,17 @@ def test_the_mlp_trains_to_the_same_numbers_through_its_packed_layers_and_throug
     assert vmapped.model == layers.model  # the same parameters and penalized weights
 
 
-def test_a_member_of_a_pack_is_its_own_network_in_and_out() -> None:
-    """Built-in and user networks alike: a member's state is its ordinary module's state_dict, both ways."""
+def test_a_member_of_a_pack_is_its_own_network_in_and_out(user_code: Path) -> None:
+    """Built-in and user networks, packed layers and vmap alike: a member's state is its ordinary module's
+    state_dict, both ways, however the pack stores it (a vmapped pack keeps its matrices transposed)."""
+    from dataclasses import replace
+
+    from regsweep.networks import user_model
+
     settings = validate_default()
-    for fam in (family(settings.model, (1, 8, 8), 10),):
+    vmapped = replace(settings.model, engine="vmap")
+    user = user_model({"_target_": "mynets.Net"})
+    for fam in (family(settings.model, (1, 8, 8), 10), family(vmapped, (1, 8, 8), 10), family(user, (1, 8, 8), 10)):
         pack = fam.pack(members(0, 1, 2))
         alone = fam.single(members(1)[0])
         assert pack.member_state(1).keys() == alone.state_dict().keys()
@@ -260,3 +277,13 @@ def test_vmapped_dropout_draws_each_members_own_masks() -> None:
     out = net(torch.ones(3, 4, 16))
     assert not torch.equal(out[0], out[1]) and set(np.unique(out.numpy())) <= {0.0, 2.0}
     assert math.isclose(float((out == 0).float().mean()), 0.5, abs_tol=0.15)
+
+
+def test_a_network_that_needs_its_matrices_contiguous_packs_with_them_as_it_made_them(user_code: Path) -> None:
+    from regsweep.networks import user_model
+
+    fam = family(user_model({"_target_": "mynets.Viewer"}), (4,), 3)
+    assert fam.unvectorizable() is None and fam.fast_layout is False  # the fast layout refused, the plain one works
+    pack = fam.pack(members(0, 1))
+    assert pack(torch.randn(2, 5, 4)).shape == (2, 5, 3)
+    assert torch.equal(pack.member_state(1)["weight"], fam.single(members(1)[0]).weight.detach())

@@ -30,12 +30,14 @@ from conftest import CONF_DIR, TINY, run_train
 from regsweep import packing
 from regsweep.checkpoints import CHECKPOINT_DIR, LAST_FILE
 from regsweep.job import run
-from regsweep.networks import MemberModel, MLPConfig, family
+from regsweep.networks import MLPConfig, family
 from regsweep.networks.layers import PackedLinear
-from regsweep.module import MemberSpec, PackModule
-from regsweep.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, clip_member_gradients, net_param_groups
+from regsweep.data.augment import AugmentSettings
+from regsweep.memberwise import MemberSpec, MemberValues
+from regsweep.training.module import PackModule
+from regsweep.training.optim import OPTIMIZERS, OptimizerConfig, build_optimizer, clip_member_gradients, net_param_groups
 from regsweep.records import EPOCHS_FILE, WEIGHTS_FILE, ResultRecord, read_epochs_csv, read_result
-from regsweep.seeding import SeedStreams
+from regsweep.seeding import STREAMS, SeedStreams
 
 RTOL, ATOL = 1e-5, 1e-5
 SMALL = [*TINY, "trainer.max_epochs=3", "callbacks=no_stop", "data.batch_size=64"]
@@ -282,10 +284,9 @@ def test_the_penalty_strengths_follow_the_nets_to_the_device_lightning_moves_the
     job on a GPU. The meta device stands in for one here."""
 
     def member(seed: int, l1: float) -> MemberSpec:
-        streams = SeedStreams(seed)
-        return MemberSpec(id=seed, l1=l1, l2=0.0, grad_noise_std=0.0, lr=1e-3, weight_decay=0.0,
-                          model=MemberModel(0.0, streams.generator("init"), streams.generator("dropout")),
-                          grad_noise=streams.generator("grad_noise"))
+        values = MemberValues(l1=l1, l2=0.0, grad_noise_std=0.0, lr=1e-3, weight_decay=0.0, dropout=0.0,
+                              augment=AugmentSettings())
+        return MemberSpec(seed, values, {name: SeedStreams(seed).generator(name) for name in STREAMS})
 
     module = PackModule(family(MLPConfig(name="mlp", hidden_sizes=[8], activation="relu", dropout=0.0, norm="none"),
                                (4,), 3),

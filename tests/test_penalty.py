@@ -7,7 +7,7 @@ import torch
 
 from regsweep.networks import MemberModel, MLPConfig
 from regsweep.networks.builtin import PackNet
-from regsweep.penalty import RegularizerConfig, add_gradient_noise, add_penalty_gradient, weight_statistics
+from regsweep.training.penalty import RegularizerConfig, add_gradient_noise, add_penalty_gradient, weight_statistics
 
 
 def small_net(members: int = 1) -> PackNet:

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import CONF_DIR, ROOT, SHARED_DATA, TINY
 from regsweep import checkpoints, metrics, provenance
-from regsweep.callbacks import GeneralizationGapStopping
+from regsweep.training.callbacks import GeneralizationGapStopping
 from regsweep.config import validate
 from regsweep.errors import ConfigError, DivergenceError
 from regsweep.job import run

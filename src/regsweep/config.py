@@ -30,9 +30,9 @@ from regsweep.data.sources import DATASETS, DataConfig, task_of
 from regsweep.errors import ConfigError
 from regsweep.instantiate import check_targets
 from regsweep.networks import BUILTIN, CNNConfig, ModelConfig, is_user_model, user_model
-from regsweep.optim import OptimizerConfig
+from regsweep.training.optim import OptimizerConfig
 from regsweep.packing import PACK_OFF
-from regsweep.penalty import RegularizerConfig
+from regsweep.training.penalty import RegularizerConfig
 from regsweep.schema import is_integer, require
 from regsweep.trainer import BatchPlan, check_trainer, trainer_schema
 
@@ -178,6 +178,14 @@ def _named_schema(group: str, node: Any, schemas: dict[str, Any], pick: Any = la
 def data_config(cfg: DictConfig) -> DataConfig:
     """The data group as its checked dataclass: validate() and the sweepers need its task before any job runs."""
     return typed("data", _named_schema("data", cfg.data, DATASETS, lambda s: s.schema), cfg.data)
+
+
+def config_task(cfg: DictConfig) -> str:
+    """A job config's task, from no more than it needs: a built-in dataset's is fixed, one's own data says it."""
+    source = DATASETS.get(OmegaConf.select(cfg, "data.name", default=None))
+    if source is not None and isinstance(source.task, str):
+        return source.task
+    return task_of(data_config(cfg))
 
 
 def check_model(node: Any) -> ModelConfig:

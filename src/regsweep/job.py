@@ -27,16 +27,16 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from regsweep import checkpoints, packing
-from regsweep.callbacks import BestCheckpoint, MemberCallback
+from regsweep.training.callbacks import BestCheckpoint, MemberCallback
 from regsweep.config import Settings, validate
 from regsweep.console import count, print_run_summary
 from regsweep.data.batches import batch_rows
-from regsweep.data.datamodule import EVAL_MEMBER_ROWS, MemberData, PackDataModule
+from regsweep.data.datamodule import EVAL_MEMBER_ROWS, PackDataModule
 from regsweep.data.sources import DATASETS, load_splits
 from regsweep.data.splits import Splits
 from regsweep.errors import ConfigError, Interrupted, JobFailed, describe
@@ -44,9 +44,10 @@ from regsweep.instantiate import instantiate_trusted, user_code_importable
 from regsweep.interrupts import as_interrupted, stop_at_safe_points
 from regsweep import networks
 from regsweep.networks import MemberModel, check_network
-from regsweep.module import MemberSpec, PackModule, Stop
+from regsweep.memberwise import MemberSpec, MemberValues
+from regsweep.training.module import PackModule, Stop
 from regsweep.outputs import MemberOutputs, member_histograms, quiet_writer_threads
-from regsweep.optim import OPTIMIZERS
+from regsweep.training.optim import OPTIMIZERS
 from regsweep.provenance import environment
 from regsweep.records import FAILED, INTERRUPTED, OK, RESULT_FILE, JobInfo, ResultRecord
 from regsweep.seeding import SeedStreams
@@ -121,13 +122,22 @@ class Member:
         tested and written again: training on would not be the job that ran)."""
         return self.start.get("ended") if self.start and self.settings.ckpt_path is None else None
 
-    def fail(self, error: BaseException | str) -> None:
+    def end(self, status: str, stop_reason: str | None = None, steps: int | None = None,
+            error: BaseException | str | None = None) -> None:
+        """The one place a member's outcome is decided: how training ended for it (OK, and why it stopped before
+        trainer.max_epochs; PRUNED; INTERRUPTED; FAILED), its steps, and what went wrong (the record's error)."""
         self.done = True
-        self.record.status = FAILED
-        self.record.error = error if isinstance(error, str) else describe(error)
-        if isinstance(error, BaseException):
-            self.error = error
-        log.error("job %s failed: %s", self.job.name, self.record.error)
+        self.record.status, self.record.stop_reason = status, stop_reason
+        if steps is not None:
+            self.record.steps = steps
+        if error is not None:
+            self.record.error = error if isinstance(error, str) else describe(error)
+            self.error = error if isinstance(error, BaseException) else self.error
+        if status == FAILED:
+            log.error("job %s failed: %s", self.job.name, self.record.error)
+
+    def fail(self, error: BaseException | str) -> None:
+        self.end(FAILED, self.record.stop_reason, error=error)
 
 
 def _member(index: int, cfg: DictConfig, job: JobInfo) -> Member:
@@ -174,8 +184,20 @@ def manifest_members(path: Path) -> tuple[str, list[Member]]:
     return manifest.pack, members
 
 
+class EpochReport(Callback):
+    """The job's ear at the end of every training epoch: Lightning calls it after the module has measured the epoch
+    (and before the module retires the members that stop), and it has the job write what the module reports."""
+
+    def __init__(self, run: "PackRun", members: list[Member]) -> None:
+        self.run, self.members = run, members
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.run.report_epoch(self.members)
+
+
 class PackRun:
-    """Trains the valid members of a pack together and leaves every member's outputs."""
+    """Trains the valid members of a pack together and leaves every member's outputs: it builds the module, which
+    trains and reports; what it reports the job writes (EpochReport), the module never calls back into the job."""
 
     def __init__(self, members: list[Member]) -> None:
         self.members = members
@@ -272,13 +294,11 @@ class PackRun:
                      count(done, "epoch"))
         return payload
 
-    def _timed(self, name: str, work: Any) -> Any:
-        """``work``, adding its time to ``timings[name_s]`` (part of fit_s: where an epoch's time goes)."""
-        def timed(*args: Any) -> None:
-            started = time.perf_counter()
-            work(*args)
-            self.timings[f"{name}_s"] = round(self.timings.get(f"{name}_s", 0.0) + time.perf_counter() - started, 4)
-        return timed
+    def _timed(self, name: str, work: Callable[[], Any]) -> None:
+        """Run ``work``, adding its time to ``timings[name_s]`` (part of fit_s: where an epoch's time goes)."""
+        started = time.perf_counter()
+        work()
+        self.timings[f"{name}_s"] = round(self.timings.get(f"{name}_s", 0.0) + time.perf_counter() - started, 4)
 
     def _phase(self, name: str, started: float) -> float:
         now = time.perf_counter()
@@ -338,7 +358,8 @@ class PackRun:
             member.outputs = MemberOutputs(member.job, member.cfg, purge_step=start if member.start else None)
         plain = built[0][1]  # plain Lightning callbacks act on the whole pack: the first member's
         trainer: L.Trainer = instantiate_trusted(  # plain containers: Lightning reads max_time={minutes: 5} as a dict
-            members[0].cfg.trainer, _convert_="all", callbacks=plain + [c for m in members for c in m.callbacks.values()],
+            members[0].cfg.trainer, _convert_="all",
+            callbacks=[EpochReport(self, members), *plain, *(c for m in members for c in m.callbacks.values())],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)),
             logger=members[0].outputs.trainer_logger if len(members) == 1 else False,  # a job alone: callbacks may log
             enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in plain))  # Lightning's own, if configured
@@ -350,14 +371,13 @@ class PackRun:
                  self.family.description, settings.optimizer.name, plan.max_epochs - start, plan.max_epochs, device)
         for member in members:
             member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in TRAINING_STREAMS}
-        module = self.module = self._module(members, device, start)
+        specs = {m.id: self._spec(m) for m in members}
+        module = self.module = self._module(members, list(specs.values()), start)
         size = self.family.size()
         for member in members:
             member.record.model = dict(size)
-        datamodule = PackDataModule(
-            self.splits, settings.data.batch_size,
-            {m.id: MemberData(m.streams["order"], m.settings.augment, m.streams["augment"]) for m in members},
-            plan, settings.minibatches_per_step, settings.data.split_seed, module.progress)
+        datamodule = PackDataModule(self.splits, settings.data.batch_size, specs, plan, settings.minibatches_per_step,
+                                    settings.data.split_seed, module.progress)
         self.trainer, self.datamodule = trainer, datamodule
         t = self._phase("setup", t)
         fit_ended = None  # how training ended for the members that train to the end
@@ -370,8 +390,7 @@ class PackRun:
             if member.id in module.active:
                 ended = member.ended_before or fit_ended
                 member.final_state = module.member_state(member.id)
-                member.record.status, member.done = OK, True
-                member.record.stop_reason, member.record.steps = ended["stop_reason"], ended["steps"]
+                member.end(OK, ended["stop_reason"], ended["steps"])
         t = self._phase("fit", t)
         if module.epoch_times:  # the first epoch pays one-off costs: the steady epoch is the median of the others
             self.timings["first_epoch_s"] = round(module.epoch_times[0], 4)
@@ -400,23 +419,11 @@ class PackRun:
             self._record(member)
         self._phase("write", t)
 
-    def _module(self, members: list[Member], device: torch.device, start: int) -> PackModule:
+    def _module(self, members: list[Member], specs: list[MemberSpec], start: int) -> PackModule:
         settings, plan = members[0].settings, members[0].settings.batches
-        module = PackModule(self.family, settings.optimizer, [self._spec(m) for m in members], settings.task,
+        module = PackModule(self.family, settings.optimizer, specs, settings.task,
                             plan.max_epochs, plan.min_epochs, plan.max_steps, epoch_offset=start,
                             steps_done=members[0].start.get("steps", 0) if members[0].start else 0)
-        by_id = {m.id: m for m in members}
-        module.on_members_stop = self._stopped
-        module.metric_sink = self._timed("log", lambda member, row, epoch: by_id[member].outputs.log_epoch(row, epoch))
-        module.on_epoch_done = self._timed("checkpoints", lambda epoch: self._epoch_done(
-            [m for m in members if m.id in module.active]))
-
-        def write_histograms(ids: list[int], tag: str, weights: torch.Tensor, epoch: int) -> None:
-            for member, histogram in zip(ids, member_histograms(weights)):
-                by_id[member].outputs.histogram(tag, histogram, epoch)
-
-        if any(m.outputs.histograms for m in members):
-            module.histograms = self._timed("histograms", write_histograms)
         if members[0].start:
             self._continue(members, module)
         return module
@@ -440,6 +447,24 @@ class PackRun:
     @staticmethod
     def _who(members: list[Member]) -> str:
         return f"job {members[0].job.name}" if len(members) == 1 else f"pack of {len(members)} jobs"
+
+    def report_epoch(self, members: list[Member]) -> None:
+        """What the pack's module reports at an epoch's end, written out: each member's row and weight histograms,
+        the pack's state (and last.ckpt when due), and the members that leave the pack, finished now."""
+        module = self.module
+        active = [m for m in members if m.id in module.active]
+        self._timed("log", lambda: [m.outputs.log_epoch(module.rows[m.id], module.epoch) for m in active])
+        if any(m.outputs.histograms for m in active):
+            self._timed("histograms", lambda: self._write_histograms(active))
+        self._timed("checkpoints", lambda: self._epoch_done(active))
+        if module.stopping:
+            self._stopped(module.stopping)
+
+    def _write_histograms(self, members: list[Member]) -> None:
+        """Every member's histogram of each penalized weight, computed for the whole pack at once."""
+        for name, weights in self.module.penalized_weights().items():
+            for member, histogram in zip(members, member_histograms(weights)):
+                member.outputs.histogram(f"weights/{name}", histogram, self.module.epoch)
 
     def _epoch_done(self, members: list[Member]) -> None:
         """After each epoch: a line in the log; remember the pack's state; write last.ckpt when it is due."""
@@ -490,12 +515,10 @@ class PackRun:
 
     def _interrupted(self, member: Member, stop: Interrupted) -> None:
         """A signal stopped training: save where the member was, so that the same command continues it."""
-        member.done = True
-        member.record.status = INTERRUPTED
         self._save_last(member)
         epochs = member.snapshot[0]["epochs"] if member.snapshot is not None else 0
         where = f"continues from epoch {epochs}" if epochs else "restarts from the beginning (no epoch finished)"
-        member.record.error = f"{stop} during epoch {self.module.epoch if self.module else 0}; resuming {where}"
+        member.end(INTERRUPTED, error=f"{stop} during epoch {self.module.epoch if self.module else 0}; resuming {where}")
         if member.snapshot is not None:
             member.record.epochs = epochs
             member.outputs.write_epochs(member.snapshot[1]["history"])
@@ -516,14 +539,9 @@ class PackRun:
                      member.job.name, s.data.batch_size, splits.n_train)
 
     def _spec(self, member: Member) -> MemberSpec:
-        s = member.settings
-        l1, l2 = s.regularizer.applied(self.splits.n_train)
-        return MemberSpec(
-            id=member.id, l1=l1, l2=l2, grad_noise_std=s.regularizer.grad_noise_std, lr=s.optimizer.lr,
-            weight_decay=s.optimizer.weight_decay,
-            model=MemberModel(s.model.dropout, SeedStreams(s.seed).generator("init"), member.streams["dropout"]),
-            grad_noise=member.streams["grad_noise"],
-        )
+        init = SeedStreams(member.settings.seed).generator("init")  # never continued: a resumed member loads weights
+        return MemberSpec(member.id, MemberValues.of(member.settings, self.splits.n_train),
+                          {**member.streams, "init": init})
 
     @staticmethod
     def _callbacks(member: Member) -> tuple[dict[str, MemberCallback], list[Any]]:
@@ -541,15 +559,12 @@ class PackRun:
         leaving = [member for member in self.members if member.id in stops]
         for member in leaving:
             stop = stops[member.id]
-            member.final_state, member.done = self.module.member_state(member.id), True
-            member.record.stop_reason, member.record.steps = stop.reason, self.module.steps_done
-            if stop.status == FAILED:
-                member.fail(stop.error or stop.reason)
-                continue
-            member.record.status = stop.status
-            if stop.status != OK:  # pruned: the reason is why the job has no result
-                member.record.error = stop.reason
-            log.info("job %s: %s (stopped after %s)", member.job.name, stop.reason, count(stop.epoch + 1, "epoch"))
+            member.final_state = self.module.member_state(member.id)
+            # a failed or pruned member's reason is why it has no result
+            member.end(stop.status, stop.reason, self.module.steps_done,
+                       None if stop.status == OK else stop.error or stop.reason)
+            if stop.status != FAILED:
+                log.info("job %s: %s (stopped after %s)", member.job.name, stop.reason, count(stop.epoch + 1, "epoch"))
         context = self.trainer.precision_plugin.test_step_context  # the trainer is busy fitting: test outside it
         self._complete(leaving, self.module.sibling([m.id for m in leaving]),
                        lambda tested: tested.test_outside_fit(self.datamodule.test_dataloader(), context()))

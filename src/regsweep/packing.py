@@ -16,21 +16,13 @@ from typing import Sequence, TypeVar
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+
+from regsweep.memberwise import memberwise_keys
+from regsweep.networks import is_user_model
 from torch import nn
 
 PACK_OFF = "off"  # pack.size: every job trains alone
 
-# Keys (or whole groups) whose values may differ inside a pack.
-MEMBERWISE = (
-    "seed",
-    "regularizer.name", "regularizer.strength", "regularizer.l1", "regularizer.l2", "regularizer.scale_by_n_train",
-    "regularizer.grad_noise_std",
-    "model.dropout",
-    "optimizer.lr", "optimizer.weight_decay",
-    "augment",  # each member's minibatch is augmented with its own settings
-    "search",  # a job's Optuna trial
-    "tags", "pack",
-)
 CPU_MEMORY_SHARE = 0.5  # of the available RAM a pack may plan for
 GPU_MEMORY_SHARE = 0.8  # of the free GPU memory
 # Past this many members a CPU chunk gets slower per member (make bench-packs, "chunk size": the bare loop of an
@@ -43,13 +35,13 @@ T = TypeVar("T")
 def why_alone(cfg: DictConfig) -> str | None:
     """Why a job cannot share a pack, or None: a Lightning callback that is not member-aware acts on its trainer,
     which in a pack trains every member (it could stop them all, or see another job's metrics)."""
-    from regsweep.callbacks import MemberCallback  # Lightning: imported only when a sweep is planned
+    from regsweep.training.callbacks import MemberCallback  # Lightning: imported only when a sweep is planned
 
     for name, node in (cfg.get("callbacks") or {}).items():
         if isinstance(node, DictConfig) and node.get("_target_") is not None:
             if not issubclass(get_class(str(node._target_)), MemberCallback):
                 return (f"callbacks.{name} ({node._target_}) is a Lightning callback of the whole trainer, so its jobs "
-                        "train one at a time (regsweep.callbacks.* act per member and pack)")
+                        "train one at a time (regsweep.training.callbacks.* act per member and pack)")
     return None
 
 
@@ -60,7 +52,7 @@ def pack_key(cfg: DictConfig) -> str | None:
         return None
     values = OmegaConf.to_container(cfg, resolve=False)
     values.pop("hydra", None)
-    for key in MEMBERWISE:
+    for key in memberwise_keys(is_user_model(cfg.get("model"))):
         group, _, name = key.partition(".")
         node = values.get(group)
         if not name:

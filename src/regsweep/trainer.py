@@ -3,7 +3,7 @@
 The group's schema is made from the Trainer's own signature, so every Trainer argument can be
 set without ``+`` (``trainer.limit_train_batches=5``) and a misspelled one fails when Hydra
 composes the config. The module steps its optimizer itself and Lightning sees a group of
-minibatches per step (see :mod:`regsweep.module`), so the arguments that count batches or steps
+minibatches per step (see :mod:`regsweep.training.module`), so the arguments that count batches or steps
 are applied by the harness, in minibatches, and Lightning gets neutral values for them; the few
 that cannot work here are refused with the alternative.
 """

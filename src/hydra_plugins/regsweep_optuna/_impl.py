@@ -32,8 +32,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import Trial, TrialState
 
 from regsweep import metrics
-from regsweep.config import data_config
-from regsweep.data.sources import task_of
+from regsweep.config import config_task
 from regsweep.errors import ConfigError, RegsweepError, SweepRefused
 from regsweep.instantiate import instantiate_trusted
 from regsweep.packing import PACK_OFF
@@ -132,7 +131,7 @@ def grid_choices(name: str, distribution: BaseDistribution) -> list[Any]:
 
 def objectives_of(config: DictConfig, directions: list[str]) -> list[str]:
     """What the jobs return (``optimized_metric``, then ``search.extra_objectives``), each with a sensible direction."""
-    task = task_of(data_config(config))
+    task = config_task(config)
     names = [metrics.objective(config.get("optimized_metric", "auto"), task)]
     names += [metrics.epoch_metric(name, task, "search.extra_objectives")
               for name in OmegaConf.select(config, "search.extra_objectives", default=None) or []]
@@ -156,7 +155,7 @@ def check_pruning_monitor(config: DictConfig, objective: str) -> None:
     if monitor is None:  # no pruning callback (multi-objective searches)
         return
     key = f"{PRUNING_KEY}.monitor"
-    watched = metrics.objective(monitor, task_of(data_config(config)), key)
+    watched = metrics.objective(monitor, config_task(config), key)
     if watched != objective:
         resolved = "" if watched == monitor else f"{monitor} is {watched} here, but "
         raise ConfigError(key, monitor, f"{resolved}the pruner must watch the metric the study optimizes, {objective}: "

@@ -1,6 +1,6 @@
 """LightningDataModule over in-memory Splits for a pack: tensors live on the training device for the whole run.
 
-The contract with :class:`~regsweep.module.PackModule`:
+The contract with :class:`~regsweep.training.module.PackModule`:
 
 - training: lists of ``minibatches_per_step`` :class:`~regsweep.data.batches.Minibatch` es per
   Lightning step, each holding every active member's own minibatch (x [members, B, ...]);
@@ -20,14 +20,13 @@ validates).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from regsweep.data.augment import AugmentSettings, augment_batch
+from regsweep.data.augment import augment_batch
 from regsweep.data.batches import (
     MemberBatches,
     Minibatch,
@@ -39,19 +38,13 @@ from regsweep.data.batches import (
 from regsweep.data.splits import Splits
 from regsweep.trainer import BatchPlan
 
+if TYPE_CHECKING:
+    from regsweep.memberwise import MemberSpec
+
 EVAL_MEMBER_ROWS = 4096  # samples a member evaluates per batch: the same in a pack of any size, so its evaluation
                          # sums split alike wherever it trains (packs then agree bit for bit)
 TRAIN_EVAL_MIN = 256  # training samples re-measured in eval mode after every epoch: as many as the validation
                       # set has (comparable noise, a few % of an epoch's work), at least this many
-
-
-@dataclass
-class MemberData:
-    """One member's side of the data: its batch-order and augmentation streams and settings."""
-
-    order: torch.Generator
-    augment: AugmentSettings
-    augment_stream: torch.Generator
 
 
 def _count(limit: int | float | None, total: int) -> int:
@@ -64,11 +57,11 @@ def _count(limit: int | float | None, total: int) -> int:
 
 
 class PackDataModule(L.LightningDataModule):
-    def __init__(self, splits: Splits, batch_size: int | None, members: dict[int, MemberData], plan: BatchPlan,
+    def __init__(self, splits: Splits, batch_size: int | None, members: dict[int, MemberSpec], plan: BatchPlan,
                  minibatches_per_step: int, split_seed: int, progress: PackProgress) -> None:
         super().__init__()
         self.splits, self.batch_size, self.plan = splits, batch_size, plan
-        self.members = members  # member id -> its data streams
+        self.members = members  # member id -> its values and streams
         self.progress = progress  # the module's: which members train, how many steps the run has made
         self.minibatches_per_step = minibatches_per_step
         self.split_seed = split_seed
@@ -99,7 +92,7 @@ class PackDataModule(L.LightningDataModule):
             rows = self._overfit_rows()
             x, y, orders = s.x_train[:rows], s.y_train[:rows], None
         else:
-            x, y, orders = s.x_train, s.y_train, [self.members[m].order for m in self.active]
+            x, y, orders = s.x_train, s.y_train, [self.members[m].streams["order"] for m in self.active]
         size = batch_rows(self.batch_size, len(x))
         limit = _count(self.plan.train, math.ceil(len(x) / size))
         if self.plan.max_steps is not None:  # this epoch ends where the run's step budget does
@@ -134,10 +127,10 @@ class PackDataModule(L.LightningDataModule):
         return [self._augmented(minibatch) for minibatch in batch]
 
     def _augmented(self, minibatch: Minibatch) -> Minibatch:
-        data = [self.members[m] for m in self.active]
-        if not any(d.augment.enabled for d in data):
+        members = [self.members[m] for m in self.active]
+        if not any(member.values.augment.enabled for member in members):
             return minibatch
-        x = torch.stack([augment_batch(xm, d.augment, d.augment_stream) if d.augment.enabled else xm
-                         for xm, d in zip(minibatch.x, data)])
+        x = torch.stack([augment_batch(xm, m.values.augment, m.streams["augment"]) if m.values.augment.enabled else xm
+                         for xm, m in zip(minibatch.x, members)])
         return Minibatch(x, minibatch.y)
 

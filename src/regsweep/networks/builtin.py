@@ -19,6 +19,7 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor, nn
 
+from regsweep.errors import ConfigError
 from regsweep.networks.interface import MemberModel, ModelFamily, PackedNetwork, StateCutter, penalizable
 from regsweep.networks.layers import Flatten, PackedConv2d, PackedDropout, PackedLayer, PackedLinear, PackedNorm
 from regsweep.networks.vectorized import VmapNet, vmap_refusal
@@ -161,7 +162,7 @@ def architecture(cfg: MLPConfig, make: Layers, input_shape: tuple[int, ...], out
     """The layers of ``model=mlp``/``cnn`` for data of ``input_shape``, in order, from ``make``."""
     if isinstance(cfg, CNNConfig):
         if len(input_shape) != 3:
-            raise ValueError(f"model=cnn needs image inputs [C, H, W], got shape {input_shape}")
+            raise ConfigError("model", cfg.name, f"needs image inputs [C, H, W]; the data's samples are {list(input_shape)}")
         convs, features = _conv_layers(cfg, make, input_shape)
         return [*convs, make.flatten(3, True), *_mlp_layers(cfg, make, features, output_size)]
     return [make.flatten(len(input_shape), False), *_mlp_layers(cfg, make, math.prod(input_shape), output_size)]
@@ -257,5 +258,6 @@ class BuiltinFamily(ModelFamily):
 
     def pack(self, members: list[MemberModel]) -> PackedNetwork:
         if self.cfg.engine == "vmap":
-            return VmapNet([self.single(m) for m in members], len(self.input_shape), self.cfg.penalized)
+            return VmapNet([self.single(m) for m in members], len(self.input_shape), self.cfg.penalized,
+                           self.fast_layout)
         return PackNet(self.cfg, members, self.input_shape, self.output_size)

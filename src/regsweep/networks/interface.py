@@ -80,6 +80,7 @@ class ModelFamily(abc.ABC):
 
     name: str  # how records and logs name it
     input_shape: tuple[int, ...]  # a sample's shape, from the data
+    fast_layout: bool = True  # a vmapped pack may store its matrices transposed (networks.vectorized)
 
     @abc.abstractmethod
     def single(self, member: MemberModel) -> nn.Module:

@@ -86,4 +86,4 @@ class UserFamily(ModelFamily):
             return instantiate_trusted(self.cfg.node, **self.shapes)
 
     def pack(self, members: list[MemberModel]) -> PackedNetwork:
-        return VmapNet([self.single(m) for m in members], len(self.input_shape), self.cfg.penalized)
+        return VmapNet([self.single(m) for m in members], len(self.input_shape), self.cfg.penalized, self.fast_layout)

@@ -16,7 +16,7 @@ import lightning as L
 import optuna
 
 from regsweep import metrics
-from regsweep.callbacks import MemberCallback
+from regsweep.training.callbacks import MemberCallback
 from regsweep.records import PRUNED
 from regsweep.search import PRUNING_KEY
 from regsweep.search.study import attach_trial

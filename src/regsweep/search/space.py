@@ -12,7 +12,7 @@ from __future__ import annotations
 import optuna
 from omegaconf import DictConfig
 
-from regsweep.penalty import PENALTY_TERMS
+from regsweep.training.penalty import PENALTY_TERMS
 
 
 def penalty_strengths(cfg: DictConfig, trial: optuna.Trial) -> None:

@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regsweep.config import validate
 from regsweep.job import check_model_against_data
+from regsweep.memberwise import optimizer_group_of
 from regsweep.networks import is_user_model
 from regsweep.console import count
 from regsweep.interrupts import raise_on_signals
@@ -271,8 +272,7 @@ class JobRunner:
         sharing an optimizer group (lr, weight decay) come together.
         """
         def group(job: PlannedJob) -> tuple[float, float, int]:
-            optimizer = self.resolved[job.num]["optimizer"]
-            return float(optimizer["lr"]), float(optimizer["weight_decay"]), job.num
+            return *optimizer_group_of(self.resolved[job.num]), job.num
 
         entries = [ManifestMember(job.dir, job.num, job.overrides, self.resolved[job.num])
                    for job in sorted(members, key=group)]

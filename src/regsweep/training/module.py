@@ -13,7 +13,7 @@ exactly those of one minibatch per step.
 
 After every epoch the module measures each member (train running means, validation, a training
 subset in eval mode, weight statistics) in one host sync, exposes the rows to the member-aware
-callbacks (:mod:`regsweep.callbacks`), which may stop a member; stopped members leave the pack
+callbacks (:mod:`regsweep.training.callbacks`), which may stop a member; stopped members leave the pack
 (their parameters and optimizer state are sliced away), so the others train on at full speed.
 """
 
@@ -23,7 +23,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterable
+from typing import Any, ContextManager, Iterable
 
 import lightning as L
 import torch
@@ -33,8 +33,9 @@ from torch import Tensor, nn
 from regsweep import metrics
 from regsweep.data.batches import Minibatch, PackProgress
 from regsweep.errors import DivergenceError, describe
-from regsweep.networks import MemberModel, ModelFamily
-from regsweep.optim import (
+from regsweep.memberwise import MemberSpec
+from regsweep.networks import ModelFamily
+from regsweep.training.optim import (
     GROUPS_PER_NET,
     OptimizerConfig,
     Schedule,
@@ -43,7 +44,7 @@ from regsweep.optim import (
     clip_member_gradients,
     net_param_groups,
 )
-from regsweep.penalty import PenaltyStrengths, add_gradient_noise, add_penalty_gradient, weight_statistics
+from regsweep.training.penalty import PenaltyStrengths, add_gradient_noise, add_penalty_gradient, weight_statistics
 from regsweep.records import FAILED, OK
 
 Row = dict[str, float]
@@ -101,24 +102,6 @@ def _member_optimizer_state(member: int, groups: list[list[int]], order: list[li
 
 
 @dataclass
-class MemberSpec:
-    """What one member brings to the module: its member-wise values and random streams."""
-
-    id: int
-    l1: float  # as applied (already divided by n_train when the regularizer says so)
-    l2: float
-    grad_noise_std: float
-    lr: float
-    weight_decay: float
-    model: MemberModel
-    grad_noise: torch.Generator
-
-    @property
-    def optimizer_group(self) -> tuple[float, float]:
-        return self.lr, self.weight_decay
-
-
-@dataclass
 class Stop:
     """Why a member left the pack (status from records: ok, failed or pruned)."""
 
@@ -158,10 +141,7 @@ class PackModule(L.LightningModule):
         self.rows: dict[int, Row] = {}  # this epoch's measurements of the active members
         self.history: dict[int, list[Row]] = {spec.id: [] for spec in members}
         self.pending: dict[int, Stop] = {}  # stop requests waiting for trainer.min_epochs
-        self.on_members_stop: Callable[[dict[int, Stop]], None] = lambda stops: None  # before they leave the pack
-        self.histograms: Callable[[list[int], str, Tensor, int], None] | None = None  # (members, tag, [members, ...], epoch)
-        self.metric_sink: Callable[[int, Row, int], None] = lambda member, row, epoch: None
-        self.on_epoch_done: Callable[[int], None] = lambda epoch: None  # the pack may save its state here
+        self.stopping: dict[int, Stop] = {}  # the members that leave the pack at the end of this epoch
         self.epoch_times: list[float] = []  # wall seconds of each epoch (training, validation, logging)
         self.interrupt: BaseException | None = None  # set by a signal handler; raised at the next safe point
         self.test_results: dict[int, Row] = {}
@@ -175,7 +155,7 @@ class PackModule(L.LightningModule):
         """Consecutive members with equal (lr, weight_decay) share a net and an optimizer parameter group."""
         groups: list[list[int]] = []
         for member in ids:
-            if groups and self.specs[groups[-1][0]].optimizer_group == self.specs[member].optimizer_group:
+            if groups and self.specs[groups[-1][0]].values.optimizer_group == self.specs[member].values.optimizer_group:
                 groups[-1].append(member)
             else:
                 groups.append([member])
@@ -188,7 +168,7 @@ class PackModule(L.LightningModule):
         self.nets = nn.ModuleList(self.family.pack([self.specs[m].model for m in group])
                                   for group in self.groups).to(self.device)
         self.strengths = nn.ModuleList(
-            PenaltyStrengths([self.specs[m].l1 for m in group], [self.specs[m].l2 for m in group])
+            PenaltyStrengths([self.specs[m].values.l1 for m in group], [self.specs[m].values.l2 for m in group])
             for group in self.groups).to(self.device)
         self.penalized = any(s.l1 is not None or s.l2 is not None for s in self.strengths)
 
@@ -321,9 +301,9 @@ class PackModule(L.LightningModule):
             for net in self.nets:
                 clip_member_gradients(gradients(net), self.optimizer_cfg.clip_grad_norm)
         for net, group in zip(self.nets, self.groups):
-            stds = [self.specs[m].grad_noise_std for m in group]
+            stds = [self.specs[m].values.grad_noise_std for m in group]
             if any(stds):
-                add_gradient_noise(gradients(net), stds, [self.specs[m].grad_noise for m in group])
+                add_gradient_noise(gradients(net), stds, [self.specs[m].streams["grad_noise"] for m in group])
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -377,21 +357,27 @@ class PackModule(L.LightningModule):
                 self.pending[member] = Stop(FAILED, describe(error), self.epoch, error)
                 return
 
-    def on_train_epoch_end(self) -> None:
+    def on_validation_end(self) -> None:
+        """The epoch's account, once the member-aware callbacks have read its rows and asked for stops: the rows join
+        the members' histories, the schedule steps (after its rate was recorded: a row shows the rate its epoch
+        trained with), and the stops that are due become ``stopping``. The job reads all of it at the epoch's end
+        (a Lightning callback, before this module's own ``on_train_epoch_end`` retires those members)."""
+        if self.trainer.sanity_checking:
+            return
         for member, row in self.rows.items():
             self.history[member].append(row)
-            self.metric_sink(member, row, self.epoch)
-        if self.histograms is not None:
-            self._log_histograms()
-        if self.schedule is not None:  # after logging "lr": a row shows the rate its epoch trained with
+        if self.schedule is not None:
             self.schedule.step()
-        self.on_epoch_done(self.epoch)  # every member that trained this epoch, those stopping now included
-        due = {m: s for m, s in self.pending.items() if s.status != OK or self.epoch + 1 >= self.min_epochs}
-        if due:
-            self._retire(due)
+        self.stopping = {m: s for m, s in self.pending.items() if s.status != OK or self.epoch + 1 >= self.min_epochs}
+        for member in self.stopping:
+            del self.pending[member]
+
+    def on_train_epoch_end(self) -> None:
+        if self.stopping:
+            self._retire(list(self.stopping))
         if not self.active or (self.max_steps is not None and self.steps_done >= self.max_steps):
             self.trainer.should_stop = True
-        self.rows = {}
+        self.rows, self.stopping = {}, {}
         self.epoch_times.append(time.perf_counter() - self._epoch_started)
 
     # --- resumable training state -------------------------------------------------------------------
@@ -458,16 +444,13 @@ class PackModule(L.LightningModule):
         if self.interrupt is not None:
             raise self.interrupt
 
-    def _log_histograms(self) -> None:
-        for name, w in zip(self.nets[0].penalized(), self.weights()):
-            self.histograms(self.active, f"weights/{name}", w, self.epoch)
+    def penalized_weights(self) -> dict[str, Tensor]:
+        """The penalized weights by name, [members, ...] each, in member order (statistics, histograms)."""
+        return dict(zip(self.nets[0].penalized(), self.weights()))
 
-    def _retire(self, stops: dict[int, Stop]) -> None:
+    def _retire(self, leaving: list[int]) -> None:
         """Remove stopped members: slice their parameters, buffers and optimizer state out of the pack."""
-        for member in stops:
-            self.pending.pop(member, None)
-        self.on_members_stop(stops)
-        keep = [m for m in self.active if m not in stops]
+        keep = [m for m in self.active if m not in leaving]
         if not keep:
             self.progress.active = []
             return
@@ -486,8 +469,8 @@ class PackModule(L.LightningModule):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         groups = [param_group for net, group in zip(self.nets, self.groups)
-                  for param_group in net_param_groups(list(net.parameters()), self.specs[group[0]].lr,
-                                                      self.specs[group[0]].weight_decay, self.device)]
+                  for param_group in net_param_groups(list(net.parameters()), *self.specs[group[0]].values.optimizer_group,
+                                                      self.device)]
         return build_optimizer(self.optimizer_cfg, groups)
 
     def _state_order(self, optimizer: torch.optim.Optimizer) -> list[list[int]]:
