@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need: what tests/servers.py starts real servers from (a
-# one-node SLURM cluster with accounting: slurm-wlm, munge, slurmdbd + MariaDB; PostgreSQL), and
-# pdflatex with booktabs (a test compiles a sweep's summary.tex).
+# one-node SLURM cluster with accounting: slurm-wlm, munge, slurmdbd + MariaDB; PostgreSQL),
+# pdflatex with booktabs (a test compiles a sweep's summary.tex), and chromium (a test opens a
+# sweep's report.html in a headless browser, offline).
 #
 # Safe to re-run: packages already installed are left alone (nothing is upgraded) and the
 # script exits 0 at once. Needs no systemd and starts nothing: the test fixtures run private
 # daemons in temp dirs on free loopback ports. Cost on a fresh Debian 12 machine: about 30 s for
-# the servers (apt-get update + 50 packages, ~60 MB download), 19 s more for TeX Live; about
-# 0.1 s when all is installed. Without apt-get, or without root or sudo, it says which tests will
+# the servers (apt-get update + 50 packages, ~60 MB download), 19 s more for TeX Live, and
+# chromium's 24 packages (about 290 MB installed) on top; about 0.1 s when all is installed. Without apt-get, or without root or sudo, it says which tests will
 # skip and exits 0.
 set -euo pipefail
 
 PACKAGES=(slurm-wlm munge slurmdbd mariadb-server-core mariadb-client-core postgresql
-          texlive-latex-base texlive-latex-recommended)
+          texlive-latex-base texlive-latex-recommended chromium)
 SUDO=()
 ((EUID == 0)) || SUDO=(sudo)
 
@@ -23,7 +24,7 @@ done
 
 if ((${#missing[@]})); then
     if { ((EUID != 0)) && ! command -v sudo >/dev/null; } || ! command -v apt-get >/dev/null; then
-        echo "install-debian-packages: no apt-get, or not root and no sudo: the SLURM, PostgreSQL and LaTeX tests will skip"
+        echo "install-debian-packages: no apt-get, or not root and no sudo: the SLURM, PostgreSQL, LaTeX and browser tests will skip"
         exit 0
     fi
     # No systemd here: stop package scripts from trying to start (and failing on) the system

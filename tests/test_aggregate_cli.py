@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from test_aggregate_fixtures import make_regularizer_sweep
+from test_aggregate_fixtures import TEST_ACC, make_regression_sweep, make_regularizer_sweep
 
+from regsweep.aggregate import stats
 from regsweep.aggregate.cli import main
 from regsweep.errors import ConfigError
 from regsweep.sweep.summary import SweepSummary
@@ -115,3 +117,31 @@ def test_vector_figures_that_cannot_be_drawn_exit_2_before_any_work(
 def test_an_unknown_vector_format_for_the_sweep_callback_is_refused_when_it_is_built() -> None:
     with pytest.raises(ConfigError, match=r"hydra.callbacks.sweep_summary.vector_figures=\['eps'\]: each must be one"):
         SweepSummary(vector_figures=["eps"])
+
+
+def test_detect_asks_the_power_lines_about_a_difference_of_the_headline_metric(tmp_path: Path) -> None:
+    make_regularizer_sweep(tmp_path)
+    assert main([str(tmp_path), "--no-plots", "--detect", "0.5pp"]) == 0
+    with open(tmp_path / "comparisons.csv", newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["metric"] == "test/acc"]
+    assert {float(row["power_target"]) for row in rows} == {0.005}  # 0.5 percentage points of accuracy
+    sd = stats.std(TEST_ACC["none"])  # every group's SD is the same in the fixture
+    assert {int(row["power_seeds_target"]) for row in rows} == {stats.seeds_for_power(0.005, sd, sd)}
+    assert "to detect a difference of 0.50 pp, about " in (tmp_path / "summary.md").read_text()
+    assert main([str(tmp_path), "--no-plots", "--detect", "0.005"]) == 0  # the same in the metric's units
+    assert "to detect a difference of 0.50 pp, about " in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "-1pp", "much", "0.2%"])
+def test_a_detect_that_is_no_difference_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path), f"--detect={value}"])
+    assert stopped.value.code == 2
+    assert "expected a positive difference, e.g. 0.2pp" in capsys.readouterr().err
+
+
+def test_points_of_a_loss_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_regression_sweep(tmp_path)
+    assert main([str(tmp_path), "--no-plots", "--detect", "0.2pp"]) == 2
+    assert "the comparisons' headline metric test/loss takes a plain number" in capsys.readouterr().err
+    assert main([str(tmp_path), "--no-plots", "--detect", "0.001"]) == 0

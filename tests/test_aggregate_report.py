@@ -3,6 +3,7 @@ summary.tex: the same numbers for a paper."""
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 import shutil
@@ -346,3 +347,32 @@ def test_the_summary_says_what_each_column_measures_as_the_metric_declarations_d
     assert f"- gen gap loss: `final/gen_gap/loss`, {METRICS['gen_gap/loss'].doc}" in glossary
     assert f"`best/weights/sparsity`, {METRICS['weights/sparsity'].doc}" in glossary  # the sparsity table's too
     assert "epochs" not in glossary  # bookkeeping, not a metric
+
+
+def test_each_answer_has_a_power_line_from_the_power_analysis(tmp_path: Path) -> None:
+    result = aggregate_sweep(make_regularizer_sweep(tmp_path), plots=False)
+    answers = section((tmp_path / "summary.md").read_text(), "Answers: test accuracy")
+    power_lines = [line for line in answers.splitlines() if line.startswith("  - power: ")]
+    assert len(power_lines) == 3  # one under each answer
+    l1 = next(c for c in result.comparisons if c.metric == "test/acc" and c.group == "regularizer=l1")
+    assert l1.power.seeds_observed == 5 and l1.power.detectable == pytest.approx(0.0307, abs=5e-5)  # 4 seeds
+    assert power_lines[0] == ("  - power: n = 4/4 detects ≥ 3.07 pp at 80% power; to detect the observed difference "
+                              "3.00 pp, about 5 seeds per group")
+    assert "Power: of the two-sided Welch test at the 0.05 level (exact, noncentral t)" in answers
+
+
+def test_the_iqm_stands_beside_the_mean_in_summary_md_and_every_metric_in_summary_csv(tmp_path: Path) -> None:
+    make_job(tmp_path, 0, ["regularizer=none", "seed=0"], 0.10)  # a diverged seed among 8
+    for seed in range(1, 8):
+        make_job(tmp_path, seed, ["regularizer=none", f"seed={seed}"], 0.90 + seed / 1000)
+    result = aggregate_sweep(tmp_path, plots=False)
+    description = result.descriptions["(all)"]["test/acc"]
+    accuracies = sorted([0.10, *(0.90 + seed / 1000 for seed in range(1, 8))])
+    middle = accuracies[2:6]  # 8 seeds: 2 dropped at each end, the diverged one among them
+    assert description.iqm == pytest.approx(np.mean(middle)) and description.mean < 0.81
+    table = section((tmp_path / "summary.md").read_text(), "Interquartile mean beside the mean")
+    se = np.std(accuracies, ddof=1) / math.sqrt(8)
+    assert f"| (all) | {100 * np.mean(accuracies):.2f} ± {100 * se:.2f} | {100 * np.mean(middle):.2f} [" in table
+    with open(tmp_path / "summary.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"iqm", "iqm95_low", "iqm95_high"} <= set(rows[0]) and all(row["iqm"] for row in rows)

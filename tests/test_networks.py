@@ -20,7 +20,7 @@ from conftest import TINY, run_train
 from regsweep.config import validate
 from regsweep.data.sources import load_splits
 from regsweep.job import run
-from regsweep.networks import MemberModel, family
+from regsweep.networks import MemberModel, MLPConfig, family
 from regsweep.networks.vectorized import VmapNet
 from regsweep.records import EPOCHS_FILE, MODEL_FILE, read_epochs_csv, read_result
 from regsweep.seeding import SeedStreams
@@ -287,3 +287,37 @@ def test_a_network_that_needs_its_matrices_contiguous_packs_with_them_as_it_made
     pack = fam.pack(members(0, 1))
     assert pack(torch.randn(2, 5, 4)).shape == (2, 5, 3)
     assert torch.equal(pack.member_state(1)["weight"], fam.single(members(1)[0]).weight.detach())
+
+
+def test_glorot_uniform_initializes_as_keras_does_and_torch_stays_the_default() -> None:
+    """model.init=glorot_uniform: weights U(+-sqrt(6 / (fan_in + fan_out))), biases 0 (Keras' Dense and Conv2D)."""
+    def first_layers(init: str) -> dict[str, torch.Tensor]:
+        cfg = MLPConfig(name="mlp", hidden_sizes=[300], activation="relu", dropout=0.0, norm="none", init=init)
+        return family(cfg, (100,), 10).single(members(0)[0]).state_dict()
+
+    glorot, default = first_layers("glorot_uniform"), first_layers("torch")
+    bound = math.sqrt(6 / (100 + 300))
+    assert glorot["1.weight"].abs().max() <= bound and glorot["1.weight"].abs().max() > 0.95 * bound
+    assert torch.count_nonzero(glorot["1.bias"]) == 0 and torch.count_nonzero(glorot["3.bias"]) == 0
+    assert default["1.weight"].abs().max() <= 0.1 and torch.count_nonzero(default["1.bias"]) == 300  # 1/sqrt(100)
+
+
+@pytest.mark.slow
+def test_the_worked_example_runs_as_the_readme_says(tmp_path: Path) -> None:
+    """examples/tabular: a residual MLP of the user's on wine.csv, the L1-vs-L2 study (shortened: 2 seeds, 3 epochs)."""
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    result = run_train("-cd", str(ROOT / "examples" / "tabular"), "-m", "experiment=wine_l1_vs_l2", "seed=0,1",
+                       "trainer.max_epochs=3", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "8 jobs in 4 groups: 8 ok" in result.stdout and "pack of 8 jobs: wine, examples.tabular.resmlp.ResidualMLP" in \
+        result.stdout + result.stderr
+    from examples.tabular.resmlp import ResidualMLP
+
+    job = next(sweep.glob("*regularizer=l1l2,seed=1*"))
+    net = ResidualMLP(in_features=13, num_outputs=3)
+    net.load_state_dict(torch.load(job / MODEL_FILE))
+    record = read_result(job)
+    assert record.data["label"] == "wine" and record.data["classes"] == ["class_0", "class_1", "class_2"]

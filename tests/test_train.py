@@ -179,6 +179,8 @@ def test_early_stopping_stops_before_max_epochs(make_cfg, tmp_path: Path) -> Non
 def test_gap_stopping_needs_k_consecutive_epochs_over_epsilon() -> None:
     callback = GeneralizationGapStopping(epsilon=0.1, patience=2)
     assert [callback.over(g) for g in (0.2, 0.05, 0.2, 0.3)] == [False, False, False, True]
+    counting = GeneralizationGapStopping(epsilon=0.1, patience=2, consecutive=False)  # every epoch over it counts
+    assert [counting.over(g) for g in (0.2, 0.05, 0.2, 0.3)] == [False, False, True, True]
 
 
 def test_gap_stopping_run(make_cfg, tmp_path: Path) -> None:
@@ -307,3 +309,23 @@ def test_best_epoch_follows_the_checkpoint_monitor(make_cfg, tmp_path: Path) -> 
     record = read_result(tmp_path)
     rows = read_epochs_csv(tmp_path / EPOCHS_FILE)
     assert record.metrics["best"]["val/acc"] == max(r["val/acc"] for r in rows)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data is not present")
+def test_a_training_size_study_trains_on_a_stratified_subset_fixed_by_the_split_seed(tmp_path: Path) -> None:
+    from regsweep.data.sources import ImageDataConfig, load_splits
+
+    for name in (SHARED_DATA / "mnist").iterdir():  # read from a copy: nothing is written beside the shared files
+        (tmp_path / name.name).symlink_to(name)
+
+    def splits(train_size: int | None, split_seed: int = 0):
+        return load_splits(ImageDataConfig(name="mnist", batch_size=128, normalize="minmax", split_seed=split_seed,
+                                           val_size=5000, data_dir=str(tmp_path), mirrors=[], timeout_s=1, retries=1,
+                                           train_size=train_size))
+
+    full, small = splits(None), splits(1000)
+    assert (full.n_train, small.n_train, len(small.x_val), len(small.x_test)) == (55000, 1000, 5000, 10000)
+    assert torch.equal(small.x_val, full.x_val) and torch.equal(small.x_test, full.x_test)  # only training shrinks
+    counts = torch.bincount(small.y_train, minlength=10)
+    assert counts.min() >= 90 and counts.max() <= 115  # stratified: each class about its share of 1000
+    assert torch.equal(splits(1000).x_train, small.x_train) and not torch.equal(splits(1000, 1).x_train, small.x_train)

@@ -29,8 +29,9 @@ from regsweep.errors import RegsweepError
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_FILE, LAST_FILE = "best.ckpt", "last.ckpt"
-# last /2: a net's optimizer state in two groups; /3: callbacks' state by config name, and how a finished job ended
-BEST_FORMAT, LAST_FORMAT = "regsweep-best/1", "regsweep-last/3"
+# best /2 and last /3: a member's weights as its own network's state dict (an nn.Linear's [out, in]), callbacks'
+# state by config name, and how a finished job ended (last /2: a net's optimizer state in two groups)
+BEST_FORMAT, LAST_FORMAT = "regsweep-best/2", "regsweep-last/3"
 # What a job's numbers depend on; a checkpoint continues only a job that agrees on all of it
 # (trainer.max_epochs may grow: continuing a finished job for more epochs is the point of ckpt_path).
 TRAINING_KEYS = ("seed", "data", "model", "regularizer", "optimizer", "augment", "minibatches_per_step")

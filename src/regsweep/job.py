@@ -359,7 +359,8 @@ class PackRun:
         plain = built[0][1]  # plain Lightning callbacks act on the whole pack: the first member's
         trainer: L.Trainer = instantiate_trusted(  # plain containers: Lightning reads max_time={minutes: 5} as a dict
             members[0].cfg.trainer, _convert_="all",
-            callbacks=[EpochReport(self, members), *plain, *(c for m in members for c in m.callbacks.values())],
+            # the report last: the members' callbacks may still stop them at the epoch's end
+            callbacks=[*plain, *(c for m in members for c in m.callbacks.values()), EpochReport(self, members)],
             **lightning_arguments(members[0].cfg.trainer, max(plan.max_epochs - start, 0), max(plan.min_epochs - start, 0)),
             logger=members[0].outputs.trainer_logger if len(members) == 1 else False,  # a job alone: callbacks may log
             enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in plain))  # Lightning's own, if configured
@@ -367,7 +368,7 @@ class PackRun:
         ran_in = environment(device)
         for member in members:
             member.record.environment = dict(ran_in)
-        log.info("%s: %s, %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.name,
+        log.info("%s: %s, %s, %s; %d of %d epochs left, on %s", self._who(members), settings.data.label,
                  self.family.description, settings.optimizer.name, plan.max_epochs - start, plan.max_epochs, device)
         for member in members:
             member.streams = {name: SeedStreams(member.settings.seed).generator(name, device) for name in TRAINING_STREAMS}
@@ -457,8 +458,9 @@ class PackRun:
         if any(m.outputs.histograms for m in active):
             self._timed("histograms", lambda: self._write_histograms(active))
         self._timed("checkpoints", lambda: self._epoch_done(active))
-        if module.stopping:
-            self._stopped(module.stopping)
+        stopping = module.stopping
+        if stopping:
+            self._stopped(stopping)
 
     def _write_histograms(self, members: list[Member]) -> None:
         """Every member's histogram of each penalized weight, computed for the whole pack at once."""

@@ -1,11 +1,11 @@
-"""Aggregate a sweep over seeds: statistics per configuration, comparisons, plots, TensorBoard runs."""
+"""Aggregate a sweep over seeds: statistics per configuration, comparisons, plots, report.html, TensorBoard runs."""
 
 from pathlib import Path
 
 from regsweep.aggregate.api import SweepAggregate, aggregate_sweep
 from regsweep.aggregate.load import AggregateError, load_sweep
 from regsweep.aggregate.output import OutputError
-from regsweep.aggregate.tables import JOBS_FILE, SUMMARY_FILE, jobs_markdown
+from regsweep.aggregate.tables import HTML_FILE, JOBS_FILE, SUMMARY_FILE, jobs_markdown
 
 
 def job_table(sweep_dir: Path) -> str:
@@ -13,5 +13,5 @@ def job_table(sweep_dir: Path) -> str:
     return jobs_markdown(load_sweep(Path(sweep_dir)))
 
 
-__all__ = ["JOBS_FILE", "SUMMARY_FILE", "AggregateError", "OutputError", "SweepAggregate", "aggregate_sweep",
-           "job_table"]
+__all__ = ["HTML_FILE", "JOBS_FILE", "SUMMARY_FILE", "AggregateError", "OutputError", "SweepAggregate",
+           "aggregate_sweep", "job_table"]

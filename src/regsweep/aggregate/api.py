@@ -6,11 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regsweep.aggregate.compare import Baseline, Comparison, comparison_pairs, compare_groups, resolve_baseline
+from regsweep.aggregate.compare import (
+    Baseline,
+    Comparison,
+    Detect,
+    comparison_pairs,
+    compare_groups,
+    resolve_baseline,
+)
 from regsweep.aggregate.curves import group_curves
 from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
 from regsweep.aggregate.plots import PlotFiles, write_plots
-from regsweep.aggregate.tables import console_table, summary_markdown, write_reports
+from regsweep.aggregate.report_html import write_sweep_page
+from regsweep.aggregate.tables import console_table, summary_markdown, sweep_headline, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
 from regsweep.records import FAILED, ResultRecord
@@ -60,30 +68,34 @@ class SweepAggregate:
 
 def aggregate_sweep(
     sweep_dir: Path, baseline: str | None = None, all_pairs: bool | None = None, plots: bool = True,
-    vector_formats: Sequence[str] = (),
+    vector_formats: Sequence[str] = (), detect: Detect | None = None,
 ) -> SweepAggregate:
     """Group the jobs of ``sweep_dir`` by configuration, summarize and compare them, write the outputs.
 
-    Writes summary.csv, jobs.csv, comparisons.csv, summary.md, summary.tex, aggregate_tb/ and (with ``plots``)
-    plots/*.png, each figure also in every one of ``vector_formats`` (pdf, svg), into ``sweep_dir``, and
+    Writes summary.csv, jobs.csv, comparisons.csv, summary.md, summary.tex, report.html, aggregate_tb/ and (with
+    ``plots``) plots/*.png, each figure also in every one of ``vector_formats`` (pdf, svg), into ``sweep_dir``, and
     prediction.png into every ok regression job's dir. The baseline is ``baseline`` or else the group with
     every swept regularization strength at 0; ``all_pairs`` None compares every pair of up to 6 groups,
-    True always, False only against the baseline.
+    True always, False only against the baseline. ``detect``: a difference of the headline metric (test accuracy,
+    or test loss for regression) whose seeds per group the power lines also give.
     Unreadable job files are reported in summary.md, never fatal. Raises ``AggregateError`` for a
-    missing dir, a dir without jobs or an unknown ``baseline`` label.
+    missing dir, a dir without jobs, an unknown ``baseline`` label or a ``detect`` in points of a loss.
     """
     sweep = load_sweep(Path(sweep_dir))
     chosen: Baseline = resolve_baseline(sweep, baseline)
     metrics = metric_names(sweep)
     values = group_metric_values(sweep, metrics)
     descriptions = describe_groups(values)
+    headline = sweep_headline(sweep, descriptions)
+    targets = {headline: detect.in_units(headline)} if detect is not None and headline is not None else {}
     pairs = comparison_pairs([g.label for g in sweep.groups], chosen.label, all_pairs)
-    comparisons = compare_groups(values, metrics, pairs)
+    comparisons = compare_groups(values, metrics, pairs, targets)
     curves = {group.label: group_curves(group) for group in sweep.groups}
     plot_files = write_plots(sweep, values, descriptions, curves, vector_formats) if plots else PlotFiles([], [])
     markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)
     outputs = [
         *write_reports(sweep, metrics, descriptions, comparisons, markdown),
+        write_sweep_page(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.page),
         *plot_files.summary,
         *plot_files.vector,
         *plot_files.jobs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,7 @@ SENTENCE_METRICS = {
     "best/val/acc": "val accuracy (best epoch)",
     "best/val/loss": "val loss (best epoch)",
 }
+POINTS = "pp"  # --detect's suffix for a difference in percentage points (accuracy-like metrics)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,40 @@ class Baseline:
 
     label: str | None  # None: a single group, nothing to compare
     reason: str
+
+
+@dataclass(frozen=True)
+class Detect:
+    """A difference the power lines ask about (``--detect``): ``0.2pp`` in percentage points of an accuracy-like
+    metric, ``0.01`` in the metric's own units (a loss; an accuracy as a fraction)."""
+
+    value: float
+    points: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Detect":
+        """``"0.2pp"`` -> 0.2 points, ``"0.01"`` -> 0.01; a ValueError saying what is expected otherwise."""
+        match = re.fullmatch(rf"\s*([0-9.eE+-]+)\s*({POINTS})?\s*", text)
+        try:
+            value = float(match.group(1)) if match else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{text!r}: expected a positive difference, e.g. 0.2{POINTS} (percentage points of "
+                             "accuracy) or 0.01 (in the metric's units)")
+        return cls(value, bool(match.group(2)))
+
+    def in_units(self, metric: str) -> float:
+        """The difference in ``metric``'s units; an AggregateError for points of a metric that has none."""
+        if not self.points:
+            return self.value
+        if not is_percent(metric):
+            raise AggregateError(f"--detect {self}: percentage points are for accuracy-like metrics; the comparisons' "
+                                 f"headline metric {metric} takes a plain number in its units")
+        return self.value / 100
+
+    def __str__(self) -> str:
+        return f"{self.value:g}{POINTS if self.points else ''}"
 
 
 def is_strength_key(key: str) -> bool:
@@ -126,6 +162,11 @@ class Comparison:
     p_improvement: float  # P(a run of group beats a run of reference) + 0.5 P(tie); NaN without a direction
     better: str | None  # HIGHER or LOWER as the metric's declaration says; None: neither (weight norms, wall time)
     constant: bool  # every run of each group gave one value: the difference is exact, nothing to test
+    # IQM(group) - IQM(reference) and its stratified bootstrap interval, and the power analysis: for the metrics
+    # with sentences (SENTENCE_METRICS; NaN and None for the others, whose bootstraps would slow every summary)
+    iqm_difference: float = math.nan
+    iqm_ci95: tuple[float, float] = (math.nan, math.nan)
+    power: stats.PowerResult | None = None
 
     @property
     def note(self) -> str:
@@ -142,16 +183,21 @@ class Comparison:
         return not self.note
 
 
-def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -> Comparison:
+def compare_pair(metric: str, group: str, reference: str, values: GroupValues, target: float = math.nan) -> Comparison:
     """Welch and Mann-Whitney tests of ``group`` against ``reference``; none when neither group has any spread.
 
-    Only a metric declared with a direction (regsweep.metrics) gets a probability of improvement.
+    Only a metric declared with a direction (regsweep.metrics) gets a probability of improvement; only the
+    SENTENCE_METRICS the IQM difference and the power analysis (for the observed difference, and ``target``).
     """
     x, y = values[group][metric], values[reference][metric]
     constant = stats.constant(x) and stats.constant(y)
     u, u_p = (math.nan, math.nan) if constant else stats.mann_whitney(x, y)
     declared = declared_metric(metric)
     better = declared.better if declared is not None else None
+    robust = {}
+    if metric in SENTENCE_METRICS:
+        robust = {"iqm_difference": stats.iqm(x) - stats.iqm(y), "iqm_ci95": stats.iqm_difference_interval(x, y),
+                  "power": stats.power_analysis(x, y, target)}
     return Comparison(
         metric=metric,
         group=group,
@@ -169,12 +215,15 @@ def compare_pair(metric: str, group: str, reference: str, values: GroupValues) -
         p_improvement=stats.probability_of_improvement(x, y, better == HIGHER) if better else math.nan,
         better=better,
         constant=constant,
+        **robust,
     )
 
 
-def compare_metric(metric: str, pairs: list[tuple[str, str]], values: GroupValues) -> list[Comparison]:
+def compare_metric(
+    metric: str, pairs: list[tuple[str, str]], values: GroupValues, target: float = math.nan
+) -> list[Comparison]:
     """All pairs on one metric, p-values Holm-corrected over those pairs (one family per metric)."""
-    raw = [compare_pair(metric, group, reference, values) for group, reference in pairs]
+    raw = [compare_pair(metric, group, reference, values, target) for group, reference in pairs]
     welch_holm = stats.holm([c.welch.p for c in raw])
     mannwhitney_holm = stats.holm([c.mannwhitney_p for c in raw])
     return [
@@ -183,8 +232,12 @@ def compare_metric(metric: str, pairs: list[tuple[str, str]], values: GroupValue
     ]
 
 
-def compare_groups(values: GroupValues, metrics: list[str], pairs: list[tuple[str, str]]) -> list[Comparison]:
-    return [c for metric in metrics for c in compare_metric(metric, pairs, values)]
+def compare_groups(
+    values: GroupValues, metrics: list[str], pairs: list[tuple[str, str]], targets: dict[str, float] | None = None
+) -> list[Comparison]:
+    """Every pair on every metric; ``targets``: metric -> a difference the power analysis is asked about."""
+    targets = targets or {}
+    return [c for metric in metrics for c in compare_metric(metric, pairs, values, targets.get(metric, math.nan))]
 
 
 def format_difference(metric: str, value: float, signed: bool = True) -> str:
@@ -220,13 +273,41 @@ def evidence(comparison: Comparison) -> str:
     return f"95% CI {format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)}, {format_p(c.welch_p_holm)} (Holm)"
 
 
+def difference_unit(metric: str) -> str:
+    """Accuracy-like differences are in percentage points."""
+    return " pp" if is_percent(metric) else ""
+
+
+def seeds_needed(what: str, metric: str, difference: float, seeds: int | None) -> str:
+    """``to detect the observed difference 0.31 pp, about 22 seeds per group``, or why no number of seeds will."""
+    size = f"{format_difference(metric, abs(difference), signed=False)}{difference_unit(metric)}"
+    if difference == 0:
+        return f"{what} is 0: no number of seeds detects it"
+    if seeds is None:
+        return f"to detect {what} {size}, more than {stats.MAX_SEEDS:,} seeds per group"
+    return f"to detect {what} {size}, about {seeds} seeds per group"
+
+
+def power_sentence(comparison: Comparison) -> str | None:
+    """E.g. ``n = 10/10 detects ≥ 0.45 pp at 80% power; to detect the observed difference 0.31 pp, about 22 seeds
+    per group``: whether the seeds were enough, and how many would be. None without a power analysis or spread."""
+    c, power = comparison, comparison.power
+    if power is None or not math.isfinite(power.detectable):
+        return None
+    detectable = f"{format_difference(c.metric, power.detectable, signed=False)}{difference_unit(c.metric)}"
+    parts = [f"n = {c.n_group}/{c.n_reference} detects ≥ {detectable} at {stats.POWER:.0%} power",
+             seeds_needed("the observed difference", c.metric, c.welch.difference, power.seeds_observed)]
+    if math.isfinite(power.target):
+        parts.append(seeds_needed("a difference of", c.metric, power.target, power.seeds_target))
+    return "; ".join(parts)
+
+
 def comparison_sentence(comparison: Comparison) -> str:
     """E.g. ``l1 vs none: +0.31 pp test accuracy, 95% CI [0.05, 0.57], p = 0.03 (Holm), n = 10/10``."""
     c = comparison
-    unit = " pp" if is_percent(c.metric) else ""
     words = SENTENCE_METRICS.get(c.metric, c.metric)
-    return (f"{c.group} vs {c.reference}: {format_difference(c.metric, c.welch.difference)}{unit} {words}, "
-            f"{evidence(c)}, n = {c.n_group}/{c.n_reference}")
+    difference = f"{format_difference(c.metric, c.welch.difference)}{difference_unit(c.metric)}"
+    return f"{c.group} vs {c.reference}: {difference} {words}, {evidence(c)}, n = {c.n_group}/{c.n_reference}"
 
 
 @dataclass(frozen=True)
@@ -269,17 +350,20 @@ def verdict(comparison: Comparison, names: PairNames) -> str:
 def answer_sentence(comparison: Comparison, names: PairNames) -> str:
     """E.g. ``regularizer=l1 vs regularizer=none: test accuracy 92.15% vs 94.93% (-2.78 pp, 95% CI [...],
     p = 0.0057 Holm): regularizer=none is better``: the study's question, answered in one line."""
+    return ": ".join(answer_parts(comparison, names))
+
+
+def answer_parts(comparison: Comparison, names: PairNames) -> tuple[str, str]:
+    """:func:`answer_sentence` as the evidence and the verdict (a page sets the verdict apart)."""
     c = comparison
-    unit = " pp" if is_percent(c.metric) else ""
     context = f" (both {names.shared})" if names.shared else ""
     words = SENTENCE_METRICS.get(c.metric, c.metric)
-    detail = f"{format_difference(c.metric, c.welch.difference)}{unit}"
+    detail = f"{format_difference(c.metric, c.welch.difference)}{difference_unit(c.metric)}"
     if c.testable:
         interval = format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)
         detail += f", 95% CI {interval}, {format_p(c.welch_p_holm)} Holm"
     elif c.constant:
         detail += f", {c.note}"
-    return (
-        f"{names.group} vs {names.reference}{context}: {words} {format_value(c.metric, c.mean_group)} vs "
-        f"{format_value(c.metric, c.mean_reference)} ({detail}): {verdict(c, names)}"
-    )
+    evidence_text = (f"{names.group} vs {names.reference}{context}: {words} {format_value(c.metric, c.mean_group)} "
+                     f"vs {format_value(c.metric, c.mean_reference)} ({detail})")
+    return evidence_text, verdict(c, names)

@@ -1,5 +1,5 @@
-"""The plots of a sweep, one function per figure, written as PNG (and PDF or SVG on request); matplotlib is
-imported only when plots are asked for.
+"""The plots of a sweep, one function per figure, written as PNG (and PDF or SVG on request), and drawn as SVG for
+report.html; matplotlib is imported only when plots are asked for.
 
 Figures are drawn on the Agg canvas without pyplot (no global figure state, no display needed)
 and written atomically like every other output. Series are labelled by what differs between
@@ -57,6 +57,16 @@ FIGURES = ("test_metrics", "learning_curves", "weight_histograms", "generalizati
 VS_PREFIX = "vs_"
 SHOWN_FORMAT = "png"  # every figure; summary.md shows it
 VECTOR_FORMATS = ("pdf", "svg")  # on request, beside the PNG: figures for a paper, sharp at any size
+PAGE_FORMAT = "svg"  # report.html's figures, kept in memory: vector, text drawn as paths (no font to fetch)
+# What each figure shows, for report.html's captions (summary.md's plots carry their own titles).
+CAPTIONS = {
+    "test_metrics": "Test accuracy and loss per group: each seed a dot, beside them the mean ± SE.",
+    "learning_curves": "Learning curves: mean ± SE over seeds per epoch and group; val solid, train dashed.",
+    "weight_histograms": "Densities of the kept epoch's weight values per group (all seeds pooled), and of their "
+                         "magnitudes with the sparsity cut-offs.",
+    "generalization_gap": "Generalization gap of the last epoch per group, mean ± SE.",
+    "predictions": "Regression: mean |prediction - truth| over seeds on the test grid, per group.",
+}
 # No date in a vector file, and SVG element ids from a fixed salt instead of a random one: the same sweep, the same
 # bytes. PDF fonts embedded as TrueType (42), not matplotlib's default Type 3, which publishers' checks refuse.
 UNDATED = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
@@ -92,11 +102,19 @@ def checked_vector_formats(key: str, formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(formats)
 
 
+def caption(name: str) -> str:
+    """What the summary figure ``name`` (a file stem in plots/) shows."""
+    if name.startswith(VS_PREFIX):
+        return f"Final metrics against {name.removeprefix(VS_PREFIX)}, mean ± SE per group."
+    return CAPTIONS.get(name, name)
+
+
 @dataclass(frozen=True)
 class PlotFiles:
     summary: list[Path]  # the PNGs under plots/, shown in summary.md
     jobs: list[Path]  # one prediction.png per regression job
     vector: list[Path] = field(default_factory=list)  # the same figures as the PNGs in the VECTOR_FORMATS asked for
+    page: dict[Path, bytes] = field(default_factory=dict)  # each summary PNG's figure in PAGE_FORMAT, for report.html
 
 
 # --- figure plumbing --------------------------------------------------------------------------------
@@ -124,16 +142,19 @@ def new_figure(
     return figure, list(axes[:panels])
 
 
-def save_figure(figure: "Figure", path: Path) -> Path:
-    """Writes ``figure`` in the format its file name ends with: png, or one of VECTOR_FORMATS (an OutputError
-    when the disk refuses)."""
+def figure_bytes(figure: "Figure", file_format: str) -> bytes:
+    """``figure`` as a file of ``file_format`` (png, or one of VECTOR_FORMATS): the same figure, the same bytes."""
     from matplotlib import rc_context
 
     buffer = io.BytesIO()
-    file_format = path.suffix.removeprefix(".")
     with rc_context(VECTOR_SETTINGS):
         figure.savefig(buffer, format=file_format, dpi=DPI, metadata=UNDATED.get(file_format))
-    return write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(figure: "Figure", path: Path) -> Path:
+    """Writes ``figure`` in the format its file name ends with (an OutputError when the disk refuses)."""
+    return write_bytes(path, figure_bytes(figure, path.suffix.removeprefix(".")))
 
 
 def group_colors(labels: list[str]) -> Colors:
@@ -678,7 +699,8 @@ def write_plots(
     sweep: Sweep, values: GroupValues, descriptions: Descriptions, curves: dict[str, GroupCurves],
     vector_formats: Sequence[str] = (),
 ) -> PlotFiles:
-    """Every figure that the sweep has data for, as PNG and in each of ``vector_formats``; returns the files written.
+    """Every figure that the sweep has data for, as PNG and in each of ``vector_formats``; returns the files written,
+    and each figure drawn in PAGE_FORMAT for report.html.
 
     A figure of an earlier aggregation that this one does not draw (a partial sweep's, one made by another
     version, a vector copy not asked for again) is removed, so that plots/ never shows a figure summary.md
@@ -702,7 +724,8 @@ def write_plots(
               for file_format in vector_formats for name, figure in figures.items()]
     for stale in summary_figure_files(plots_dir) - {*shown, *vector}:  # plots/ may hold others' figures too:
         remove(stale)  # a search's report draws there
-    return PlotFiles(shown, write_job_prediction_plots(predictions), vector)
+    page = {path: figure_bytes(figure, PAGE_FORMAT) for path, figure in zip(shown, figures.values())}
+    return PlotFiles(shown, write_job_prediction_plots(predictions), vector, page)
 
 
 def summary_figure_files(plots_dir: Path) -> set[Path]:

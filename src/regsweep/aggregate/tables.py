@@ -18,12 +18,14 @@ from regsweep.aggregate.compare import (
     SIGNIFICANCE,
     Baseline,
     Comparison,
-    answer_sentence,
+    answer_parts,
     comparison_sentence,
     format_difference,
+    format_interval,
     format_p,
     headline_metric,
     pair_names,
+    power_sentence,
 )
 from regsweep.aggregate.latex import latex_table
 from regsweep.aggregate.load import (
@@ -38,12 +40,22 @@ from regsweep.aggregate.load import (
     record_metrics,
 )
 from regsweep.aggregate.output import write_text
-from regsweep.aggregate.stats import Description
+from regsweep.aggregate.stats import ALPHA, BOOTSTRAP_RESAMPLES, Description
 from regsweep.aggregate.summary import Descriptions, has_data
 from regsweep.console import count, fmt
 from regsweep.metrics import SPARSITY_RELATIVE, SPARSITY_THRESHOLD, SPARSITY_TINY, metric
 from regsweep.provenance import environment_text
-from regsweep.records import EPOCHS_FILE, FAILED, INTERRUPTED, OK, PREDICTIONS_FILE, PRUNED, RESULT_FILE, WEIGHTS_FILE
+from regsweep.records import (
+    EPOCHS_FILE,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    PREDICTIONS_FILE,
+    PRUNED,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    ResultRecord,
+)
 
 MAX_ERROR_CHARS = 300
 # What a job loses when one of its files cannot be read (its record, and so its metrics, still count).
@@ -55,6 +67,7 @@ LEFT_OUT = {
 LR_KEY = "optimizer.lr"
 SUMMARY_FILE = "summary.md"  # the sweep's report: printed path, docs/results.md sections
 LATEX_FILE = "summary.tex"
+HTML_FILE = "report.html"  # the summary as one self-contained page (report_html.py); a search's report too
 JOBS_FILE = "jobs.csv"  # one row per job
 ENVIRONMENTS_CAUTION = ("The jobs ran in {n} environments: other devices and library versions round differently (the "
                         "last digits, more after many epochs), so a difference between groups that ran apart may be "
@@ -94,6 +107,8 @@ SPARSITY_COLUMNS = (
 # The short table, one a terminal or a paper's page holds: printed at a multirun's end, and summary.tex.
 SHORT_METRICS = {"test/acc", "best/val/acc", "test/loss", "best/val/loss", "final/gen_gap/loss"}
 SHORT_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.metric in SHORT_METRICS)
+# The interquartile mean beside the mean: of the test metrics, else (test=false) the kept epoch's val metrics.
+ROBUST_METRICS = (("test/acc", "test/loss"), ("best/val/acc", "best/val/loss"))
 
 
 def format_optional(value: float, spec: str) -> str:
@@ -162,6 +177,8 @@ def comparisons_csv(comparisons: list[Comparison]) -> str:
         "ci95_low", "ci95_high",
         "welch_t", "welch_df", "welch_p", "welch_p_holm", "mannwhitney_u", "mannwhitney_p",
         "mannwhitney_p_holm", "hedges_g", "p_improvement", "better", "note",
+        "iqm_difference", "iqm_ci95_low", "iqm_ci95_high",
+        "power_detectable", "power_seeds_observed", "power_target", "power_seeds_target",
     ]  # fmt: skip
     rows = [
         [
@@ -169,10 +186,20 @@ def comparisons_csv(comparisons: list[Comparison]) -> str:
             c.welch.difference, c.welch.ci95_low,
             c.welch.ci95_high, c.welch.t, c.welch.df, c.welch.p, c.welch_p_holm, c.mannwhitney_u,
             c.mannwhitney_p, c.mannwhitney_p_holm, c.hedges_g, c.p_improvement, c.better or "", c.note,
+            c.iqm_difference, *c.iqm_ci95, *power_cells(c),
         ]  # fmt: skip
         for c in comparisons
     ]
     return csv_text(header, rows)
+
+
+def power_cells(comparison: Comparison) -> list[object]:
+    """comparisons.csv's power columns: empty where there was no power analysis, or no number of seeds is enough."""
+    power = comparison.power
+    if power is None:
+        return ["", "", "", ""]
+    seeds = ["" if n is None else n for n in (power.seeds_observed, power.seeds_target)]
+    return [power.detectable, seeds[0], power.target, seeds[1]]
 
 
 def significant_digits(mean: float, se: float) -> int:
@@ -274,24 +301,32 @@ def console_table(sweep: Sweep, descriptions: Descriptions, baseline: str | None
     return "\n".join(lines)
 
 
+JOB_METRICS = (("best", "val/loss"), ("best", "val/acc"), ("test", "test/acc"))  # (record section, metric)
+PAGE_JOB_METRICS = (*JOB_METRICS, ("test", "test/loss"))
+
+
+def job_cells(job: Job, metrics: tuple[tuple[str, str], ...] = JOB_METRICS) -> list[str]:
+    """A job's row: status, epochs, the kept epoch's val ``metrics`` and its test ones, error."""
+    recorded = job.record.metrics if job.record is not None else {}
+    values = [fmt(recorded.get(section, {}).get(name)) for section, name in metrics]
+    return [job.status, str(job.record.epochs if job.record else "-"), *values, one_line(job.error or "")]
+
+
+def job_header(metrics: tuple[tuple[str, str], ...] = JOB_METRICS) -> list[str]:
+    return ["status", "epochs", *(name for _, name in metrics), "error"]
+
+
 def jobs_markdown(sweep: Sweep) -> str:
     """One row per job, in job order: status, epochs, kept-epoch val metrics, test accuracy, error."""
-    header = ["job", "status", "epochs", "val/loss", "val/acc", "test/acc", "error"]
-    rows = []
-    for job in sorted(sweep.jobs, key=job_order):
-        metrics = job.record.metrics if job.record is not None else {}
-        best, test = metrics.get("best", {}), metrics.get("test", {})
-        rows.append([job.name, job.status, str(job.record.epochs if job.record else "-"),
-                     *(fmt(section.get(name)) for section, name in ((best, "val/loss"), (best, "val/acc"),
-                                                                   (test, "test/acc"))),
-                     one_line(job.error or "")])
-    return "\n".join([f"Sweep {sweep.sweep_dir}: {job_totals_line(sweep)}", markdown_table(header, rows)])
+    rows = [[job.name, *job_cells(job)] for job in sorted(sweep.jobs, key=job_order)]
+    table = markdown_table(["job", *job_header()], rows)
+    return "\n".join([f"Sweep {sweep.sweep_dir}: {job_totals_line(sweep)}", table])
 
 
-def comparison_details(comparisons: list[Comparison]) -> str:
-    """Both tests, effect size and probability of improvement, for the tested comparisons that have sentences."""
+def comparison_detail_cells(comparisons: list[Comparison]) -> tuple[list[str], list[list[str]]]:
+    """Both tests, effect size, probability of improvement and the IQM's difference with its interval."""
     header = ["comparison", "metric", "difference (pp for acc)", "Welch (Holm)", "Mann-Whitney (Holm)"]
-    header += ["Hedges' g", "P(improvement)"]
+    header += ["Hedges' g", "P(improvement)", "IQM difference [95% CI]"]
     rows = [
         [
             f"{c.group} vs {c.reference}",
@@ -301,90 +336,172 @@ def comparison_details(comparisons: list[Comparison]) -> str:
             format_p(c.mannwhitney_p_holm),
             format_optional(c.hedges_g, "+.2f"),
             format_optional(c.p_improvement, ".2f"),
+            iqm_difference_text(c),
         ]
         for c in comparisons
     ]
-    return markdown_table(header, rows)
+    return header, rows
+
+
+def iqm_difference_text(comparison: Comparison) -> str:
+    c = comparison
+    if not math.isfinite(c.iqm_difference):
+        return "n/a"
+    return f"{format_difference(c.metric, c.iqm_difference)} {format_interval(c.metric, *c.iqm_ci95)}"
+
+
+COMPARISONS_NOTE = (
+    "Differences are group minus reference; 95% CI of the difference of means (per comparison, not corrected) "
+    "and p from Welch's t-test, Holm-corrected over the comparisons of each metric. P(improvement) is the chance "
+    "that a run of the group beats a run of the reference (lower is better for losses and gaps). The IQM "
+    "difference's interval is a stratified bootstrap (each group's seeds resampled within the group). All "
+    "metrics: comparisons.csv."
+)
+
+
+@dataclass(frozen=True)
+class ComparisonsView:
+    """What the comparisons section shows: sentences of the main metrics, the tested ones' details, and how many
+    pairs had fewer than 2 ok runs on a side (Optuna trials: one each), which are only counted."""
+
+    sentences: list[str]
+    tested: list[Comparison]
+    untested: int
+
+
+def comparisons_view(comparisons: list[Comparison]) -> ComparisonsView | None:
+    main = [c for c in comparisons if c.metric in SENTENCE_METRICS]
+    if not main:
+        return None
+    shown = [c for c in main if c.note != FEW_RUNS]
+    return ComparisonsView([comparison_sentence(c) for c in shown], [c for c in main if c.testable],
+                           len(main) - len(shown))
 
 
 def comparisons_section(comparisons: list[Comparison]) -> list[str]:
     """Sentences for the main metrics, and the tests' details; a pair with one run on a side (Optuna trials) has no
     test to report and is only counted, a pair without spread says so in its sentence (identical in every seed, or
     an exact difference)."""
-    main = [c for c in comparisons if c.metric in SENTENCE_METRICS]
-    shown = [c for c in main if c.note != FEW_RUNS]
-    tested = [c for c in main if c.testable]
-    if not main:
+    view = comparisons_view(comparisons)
+    if view is None:
         return []
-    lines = [
-        "## Comparisons",
-        "",
-        "Differences are group minus reference; 95% CI of the difference of means (per comparison, not "
-        "corrected) and p from Welch's t-test, Holm-corrected over the comparisons of each metric. "
-        "P(improvement) is the chance that a run of the group beats a run of the reference (lower is better "
-        "for losses and gaps). All metrics: comparisons.csv.",
-        "",
-        *(f"- {comparison_sentence(c)}" for c in shown),
-        "",
-    ]
-    if tested:
-        lines += [comparison_details(tested), ""]
-    if len(shown) < len(main):
-        lines += [f"{len(main) - len(shown)} comparisons with fewer than 2 ok runs on a side: see comparisons.csv.", ""]
+    lines = ["## Comparisons", "", COMPARISONS_NOTE, "", *(f"- {sentence}" for sentence in view.sentences), ""]
+    if view.tested:
+        lines += [markdown_table(*comparison_detail_cells(view.tested)), ""]
+    if view.untested:
+        lines += [untested_note(view.untested), ""]
     return lines
+
+
+def untested_note(untested: int) -> str:
+    return f"{untested} comparisons with fewer than 2 ok runs on a side: see comparisons.csv."
 
 
 def one_line(text: str) -> str:
     return " ".join(text.split())[:MAX_ERROR_CHARS]
 
 
-def problems_section(sweep: Sweep) -> list[str]:
+@dataclass(frozen=True)
+class Problem:
+    """A job a reader must know about: what is wrong (``failed``, ``missing``, ``unreadable metrics.csv``) and why."""
+
+    job: Job
+    name: str  # the job's name; its path in the sweep dir for a repeated seed (a rerun repeats the names too)
+    group: str
+    kind: str
+    reason: str
+
+
+def problems(sweep: Sweep) -> list[Problem]:
     """Failed, interrupted and missing jobs, seeds run twice, unreadable files of ok jobs: a partial sweep
     must say what it lacks, a merged one what it counted once."""
-    lines = []
+    found = []
     for group in sweep.groups:
-        for job in group.with_status(FAILED):
-            lines.append(f"- `{job.name}` ({group.label}): failed: {one_line(job.error or '')}")
+        label = group.label
+        found += [Problem(job, job.name, label, FAILED, one_line(job.error or "")) for job in group.with_status(FAILED)]
         for job in group.with_status(INTERRUPTED):
             why = job.record.error if job.record else None  # a signal, and the epoch resuming continues from
-            lines.append(f"- `{job.name}` ({group.label}): interrupted: {one_line(why or '')}")
-        for job in group.with_status(MISSING):
-            reason = f"no {RESULT_FILE} (killed, crashed or still running)"
-            lines.append(f"- `{job.name}` ({group.label}): missing: {reason}")
-        for job, kept in group.repeats:  # paths, not names: a rerun of a sweep repeats the names too
+            found.append(Problem(job, job.name, label, INTERRUPTED, one_line(why or "")))
+        missing = f"no {RESULT_FILE} (killed, crashed or still running)"
+        found += [Problem(job, job.name, label, MISSING, missing) for job in group.with_status(MISSING)]
+        for job, kept in group.repeats:
             left_out, counted = (j.dir.relative_to(sweep.sweep_dir) for j in (job, kept))
-            lines.append(f"- `{left_out}` ({group.label}): left out: seed {job_seed(job)} again, "
-                         f"counted once, from `{counted}`")
+            reason = f"seed {job_seed(job)} again, counted once, from `{counted}`"
+            found.append(Problem(job, str(left_out), label, "left out", reason))
         for job in group.jobs:
             for name, reason in job.file_problems.items():
                 consequence = LEFT_OUT.get(name, "left out")
-                lines.append(f"- `{job.name}` ({group.label}): unreadable {name}: {one_line(reason)} ({consequence})")
+                found.append(Problem(job, job.name, label, f"unreadable {name}", f"{one_line(reason)} ({consequence})"))
+    return found
+
+
+def problems_section(sweep: Sweep) -> list[str]:
+    lines = [f"- `{p.name}` ({p.group}): {p.kind}: {p.reason}" for p in problems(sweep)]
     title = "## Problems: failed, interrupted and missing jobs, repeated seeds, unreadable files"
     return [title, "", *lines, ""] if lines else []
 
 
-def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
-                    baseline: Baseline) -> list[str]:
-    """The study's question first: one short line per pair on the headline metric, pairs named by what differs."""
+def sweep_headline(sweep: Sweep, descriptions: Descriptions) -> str | None:
+    """The metric the answers are about (see :func:`headline_metric`), among those the sweep has data for."""
     labels = [g.label for g in sweep.groups]
-    metric = headline_metric(sweep.task, lambda m: has_data(descriptions, labels, m))
+    return headline_metric(sweep.task, lambda m: has_data(descriptions, labels, m))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One pair on the headline metric: the evidence, the verdict, and what the seeds could detect."""
+
+    evidence: str
+    verdict: str
+    power: str | None
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The study's question and its answers, one per compared pair, pairs named by what differs."""
+
+    metric: str
+    intro: str  # what differs, the baseline, what was compared and how
+    answers: list[Answer]
+
+    @property
+    def title(self) -> str:
+        return f"Answers: {SENTENCE_METRICS.get(self.metric, self.metric)}"
+
+
+def answers(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
+            baseline: Baseline) -> Answers | None:
+    """None with nothing compared (one group) or no headline metric."""
+    labels = [g.label for g in sweep.groups]
+    metric = sweep_headline(sweep, descriptions)
     pairs = [c for c in comparisons if c.metric == metric]
     if metric is None or not pairs:
-        return []
+        return None
     groups = {g.label: g for g in sweep.groups}
     all_pairs = len(pairs) == len(labels) * (len(labels) - 1) // 2
     scope = "every pair of groups" if all_pairs else "each group with the baseline"
     correction = (f"p Holm-corrected over the {len(pairs)} comparisons, each 95% CI uncorrected, so a CI can "
                   f"exclude 0 while p > {SIGNIFICANCE:g}") if len(pairs) > 1 else "one comparison, nothing to correct"
-    return [
-        f"## Answers: {SENTENCE_METRICS.get(metric, metric)}",
-        "",
-        f"Groups differ in {', '.join(sweep.varying_keys)}. Baseline: {baseline.label} ({baseline.reason}). "
-        f"Compared: {scope}; {correction}; a group is called better when p < {SIGNIFICANCE:g}.",
-        "",
-        *(f"- {answer_sentence(c, pair_names(groups[c.group], groups[c.reference]))}" for c in pairs),
-        "",
-    ]
+    intro = (f"Groups differ in {', '.join(sweep.varying_keys)}. Baseline: {baseline.label} ({baseline.reason}). "
+             f"Compared: {scope}; {correction}; a group is called better when p < {SIGNIFICANCE:g}. Power: of the "
+             f"two-sided Welch test at the {ALPHA:g} level (exact, noncentral t), the observed SDs taken as the true "
+             "ones.")
+    found = [Answer(*answer_parts(c, pair_names(groups[c.group], groups[c.reference])), power_sentence(c))
+             for c in pairs]
+    return Answers(metric, intro, found)
+
+
+def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
+                    baseline: Baseline) -> list[str]:
+    """The study's question first: one short line per pair on the headline metric, a power line under each."""
+    found = answers(sweep, descriptions, comparisons, baseline)
+    if found is None:
+        return []
+    lines = []
+    for answer in found.answers:
+        lines.append(f"- {answer.evidence}: {answer.verdict}")
+        lines += [f"  - power: {answer.power}"] if answer.power else []
+    return [f"## {found.title}", "", found.intro, "", *lines, ""]
 
 
 def format_setting(value: object) -> str:
@@ -394,7 +511,20 @@ def format_setting(value: object) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3g}"
 
 
-def penalty_section(sweep: Sweep) -> list[str]:
+@dataclass(frozen=True)
+class NotedTable:
+    """A table with the note that says how to read it: summary.md and report.html show both."""
+
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> list[str]:
+        return [f"## {self.title}", "", self.note, "", markdown_table(self.header, self.rows), ""]
+
+
+def penalty_table(sweep: Sweep) -> NotedTable | None:
     """Nominal and applied penalty strengths (and n_train) per group, where a penalty is swept or scaled.
 
     With ``regularizer.scale_by_n_train`` the penalty applied is nominal / n_train, which the labels
@@ -403,13 +533,13 @@ def penalty_section(sweep: Sweep) -> list[str]:
     records = {g.label: g.record for g in sweep.groups if g.record is not None and g.record.penalty}
     penalties = {label: record.penalty for label, record in records.items()}
     if not penalties:
-        return []
+        return None
     names = list(dict.fromkeys(k for p in penalties.values() for k in p))
     terms = [t for t in names if f"{t}_applied" in names and any(p.get(t) for p in penalties.values())]
     swept = any(len({p.get(t) for p in penalties.values()}) > 1 for t in terms)
     scaled = any(p.get("scale_by_n_train") for p in penalties.values())
     if not terms or not (swept or scaled):
-        return []
+        return None
     header = ["group", *(f"{t} {kind}" for t in terms for kind in ("nominal", "applied")), "n_train"]
     rows = [
         [label, *(format_setting(p.get(key)) for t in terms for key in (t, f"{t}_applied")),
@@ -418,18 +548,71 @@ def penalty_section(sweep: Sweep) -> list[str]:
     ]
     note = ("With regularizer.scale_by_n_train=true the penalty applied is nominal / n_train; "
             "labels and plot axes show the nominal value." if scaled else "No group scales its penalty by n_train.")
-    return ["## Penalty strengths", "", note, "", markdown_table(header, rows), ""]
+    return NotedTable("Penalty strengths", note, header, rows)
 
 
-def model_size_section(sweep: Sweep) -> list[str]:
+def model_size_table(sweep: Sweep) -> NotedTable | None:
     """Each group's model size, where the groups differ in architecture (as their jobs recorded it)."""
     if not sweep.sizes_compared:
-        return []
+        return None
     sizes = {g.label: g.record.model for g in sweep.groups if g.record is not None and g.record.model}
     rows = [[label, f"{size['parameters']:,}", f"{size['penalized_weights']:,}"] for label, size in sizes.items()]
     note = ("Trainable parameters of one model (weights, biases, norm scales and shifts) and the weight entries "
             "the penalty covers (linear and conv weights).")
-    return ["## Model size", "", note, "", markdown_table(["group", "parameters", "penalized weights"], rows), ""]
+    return NotedTable("Model size", note, ["group", "parameters", "penalized weights"], rows)
+
+
+def sparsity_table(sweep: Sweep, descriptions: Descriptions) -> NotedTable | None:
+    if not present_columns(sweep, descriptions, SPARSITY_COLUMNS):
+        return None
+    header, rows = results_cells(sweep, descriptions, SPARSITY_COLUMNS, ())
+    return NotedTable("Sparsity (kept epoch, mean ± SE over seeds)", sparsity_note(sweep), header, rows)
+
+
+def robust_columns(sweep: Sweep, descriptions: Descriptions) -> list[Column]:
+    """The results columns of ROBUST_METRICS' first set the sweep has data for."""
+    for metrics in ROBUST_METRICS:
+        columns = [c for c in present_columns(sweep, descriptions, RESULT_COLUMNS) if c.metric in metrics]
+        if columns:
+            return columns
+    return []
+
+
+def iqm_cell(description: Description | None, column: Column) -> str:
+    """``93.10 [92.40, 93.80]``: the IQM and its bootstrap interval, as many decimals as the mean gets."""
+    if description is None or description.n == 0:
+        return "–"
+    d, scale = description, column.scale
+    digits = significant_digits(d.mean, d.se)
+
+    def number(value: float) -> str:
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value * scale:.{column.decimals}f}" if column.decimals is not None else significant(value, digits)
+
+    interval = f" [{number(d.iqm95_low)}, {number(d.iqm95_high)}]" if math.isfinite(d.iqm95_low) else ""
+    return number(d.iqm) + interval
+
+
+def robust_table(sweep: Sweep, descriptions: Descriptions) -> NotedTable | None:
+    """Mean ± SE beside the interquartile mean and its bootstrap interval, for the headline metrics."""
+    columns = robust_columns(sweep, descriptions)
+    if not columns:
+        return None
+    header = ["group", *(f"{c.header} {kind}" for c in columns for kind in ("mean ± SE", "IQM [95% CI]"))]
+    rows = [[g.label, *(cell(descriptions[g.label].get(c.metric), c) for c in columns for cell in (mean_se_cell,
+                                                                                                   iqm_cell))]
+            for g in sweep.groups]
+    note = ("The interquartile mean (IQM) is the mean of the middle half of a group's seeds (the lowest and highest "
+            "quarter dropped): one outlier seed moves it little, and it keeps more of the data than the median "
+            f"(Agarwal et al., NeurIPS 2021). Its 95% interval is a percentile bootstrap ({BOOTSTRAP_RESAMPLES} "
+            "resamples of the group's seeds, a fixed random seed). Every metric's: summary.csv (iqm, iqm95_low, "
+            "iqm95_high).")
+    return NotedTable("Interquartile mean beside the mean", note, header, rows)
+
+
+def noted_sections(*tables: NotedTable | None) -> list[str]:
+    return [line for table in tables if table is not None for line in table.markdown()]
 
 
 def sparsity_note(sweep: Sweep) -> str:
@@ -447,13 +630,6 @@ def sparsity_note(sweep: Sweep) -> str:
     )
 
 
-def sparsity_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
-    if not present_columns(sweep, descriptions, SPARSITY_COLUMNS):
-        return []
-    table = results_table(sweep, descriptions, SPARSITY_COLUMNS, counts=False)
-    return ["## Sparsity (kept epoch, mean ± SE over seeds)", "", sparsity_note(sweep), "", table, ""]
-
-
 def plots_section(sweep: Sweep, plots: list[Path], job_plots: list[Path]) -> list[str]:
     if not plots and not job_plots:
         return []
@@ -465,34 +641,73 @@ def plots_section(sweep: Sweep, plots: list[Path], job_plots: list[Path]) -> lis
     return [*lines, ""]
 
 
-def environment_section(sweep: Sweep) -> list[str]:
-    """The code, libraries and device the ok jobs ran with; a caution when they ran in more than one."""
+@dataclass(frozen=True)
+class Environments:
+    """The environments the ok jobs ran in: each one's text and the jobs that ran in it."""
+
+    ran: dict[str, list[str]]  # environment_text -> job names
+    unrecorded: int  # jobs whose records name none (an older regsweep's)
+
+    @property
+    def lines(self) -> list[str]:
+        """One sentence for one environment; a caution and a line per environment for several."""
+        older = f"{count(self.unrecorded, 'job')} recorded none (an older regsweep's records)."
+        if len(self.ran) == 1:
+            every = "Every job that recorded one" if self.unrecorded else "Every job"
+            return [f"{every}: {next(iter(self.ran))}.", *([older] if self.unrecorded else [])]
+        return [ENVIRONMENTS_CAUTION.format(n=len(self.ran)),
+                *(f"{text}: {count(len(names), 'job')} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                  for text, names in self.ran.items()), *([older] if self.unrecorded else [])]
+
+    @property
+    def title(self) -> str:
+        return "Environment" if len(self.ran) == 1 else "Environments"
+
+
+def environments(jobs: list[tuple[str, ResultRecord]]) -> Environments | None:
+    """Where the (name, record) jobs ran; None when no record names its environment."""
     ran: dict[str, list[str]] = {}
-    unrecorded = 0
-    for job in (job for group in sweep.groups for job in group.jobs if job.ok):
-        if job.record.environment:
-            ran.setdefault(environment_text(job.record.environment), []).append(job.name)
-        else:
-            unrecorded += 1
-    if not ran:
+    for name, record in jobs:
+        if record.environment:
+            ran.setdefault(environment_text(record.environment), []).append(name)
+    return Environments(ran, sum(not record.environment for _, record in jobs)) if ran else None
+
+
+def sweep_environments(sweep: Sweep) -> Environments | None:
+    """The code, libraries and device the ok jobs ran with."""
+    return environments([(job.name, job.record) for group in sweep.groups for job in group.jobs if job.ok])
+
+
+def environment_section(sweep: Sweep) -> list[str]:
+    """Environments as markdown: a caution, then a bullet per environment, when the jobs ran in more than one."""
+    found = sweep_environments(sweep)
+    if found is None:
         return []
-    older = f"{count(unrecorded, 'job')} recorded none (an older regsweep's records)."
-    if len(ran) == 1:
-        every = "Every job that recorded one" if unrecorded else "Every job"
-        return ["## Environment", "", f"{every}: {next(iter(ran))}.", "", *([older, ""] if unrecorded else [])]
-    lines = [f"- {text}: {count(len(names), 'job')} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-             for text, names in ran.items()]
-    return ["## Environments", "", ENVIRONMENTS_CAUTION.format(n=len(ran)), "", *lines,
-            *([f"- {older}"] if unrecorded else []), ""]
+    if len(found.ran) == 1:
+        return [f"## {found.title}", "", *(line for text in found.lines for line in (text, ""))]
+    caution, *rest = found.lines
+    return [f"## {found.title}", "", caution, "", *(f"- {line}" for line in rest), ""]
+
+
+COLUMNS_INTRO = "`best/` is the kept epoch's value, `final/` the last epoch's, a bare name a test metric."
+
+
+def column_notes(sweep: Sweep, descriptions: Descriptions) -> list[str]:
+    """What each table column measures, as the metric declarations (regsweep.metrics) say."""
+    return [f"{c.header}: `{c.metric}`, {declared.doc}"
+            for c in present_columns(sweep, descriptions, RESULT_COLUMNS + SPARSITY_COLUMNS)
+            if (declared := metric(c.metric)) is not None and declared.doc]
 
 
 def columns_section(sweep: Sweep, descriptions: Descriptions) -> list[str]:
-    """What each table column measures, as the metric declarations (regsweep.metrics) say."""
-    lines = [f"- {c.header}: `{c.metric}`, {declared.doc}"
-             for c in present_columns(sweep, descriptions, RESULT_COLUMNS + SPARSITY_COLUMNS)
-             if (declared := metric(c.metric)) is not None and declared.doc]
-    intro = "`best/` is the kept epoch's value, `final/` the last epoch's, a bare name a test metric."
-    return ["## What the columns measure", "", intro, "", *lines, ""] if lines else []
+    lines = [f"- {note}" for note in column_notes(sweep, descriptions)]
+    return ["## What the columns measure", "", COLUMNS_INTRO, "", *lines, ""] if lines else []
+
+
+RESULTS_TITLE = "Results (mean ± SE over seeds)"
+RESULTS_NOTE = ("Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
+                "those of its weights; gaps those of the last epoch (val - train loss, train - val accuracy, both "
+                "measured in eval mode: positive when the model fits its training data better).")
 
 
 def summary_markdown(
@@ -506,21 +721,18 @@ def summary_markdown(
     lines = [
         f"# Sweep summary: {sweep.sweep_dir.name}",
         "",
-        f"{job_totals_line(sweep)}." + (" One group: nothing to compare." if baseline.label is None else ""),
+        f"{job_totals_line(sweep)}." + (" One group: nothing to compare." if baseline.label is None else "")
+        + f" The same as one page, figures inside: [{HTML_FILE}]({HTML_FILE}).",
         "",
         *answers_section(sweep, descriptions, comparisons, baseline),
-        "## Results (mean ± SE over seeds)",
+        f"## {RESULTS_TITLE}",
         "",
-        "Val metrics are those of the kept epoch (the checkpoint's: lowest val loss by default), test metrics "
-        "those of its weights; gaps those of the last epoch (val - train loss, train - val accuracy, both "
-        "measured in eval mode: positive when the model fits its training data better). Each job's own values: "
-        f"[{JOBS_FILE}]({JOBS_FILE}).",
+        f"{RESULTS_NOTE} Each job's own values: [{JOBS_FILE}]({JOBS_FILE}).",
         "",
         results_table(sweep, descriptions, RESULT_COLUMNS),
         "",
-        *penalty_section(sweep),
-        *model_size_section(sweep),
-        *sparsity_section(sweep, descriptions),
+        *noted_sections(robust_table(sweep, descriptions), penalty_table(sweep), model_size_table(sweep),
+                        sparsity_table(sweep, descriptions)),
         *comparisons_section(comparisons),
         *problems_section(sweep),
         *plots_section(sweep, plots, job_plots),

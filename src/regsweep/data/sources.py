@@ -74,6 +74,7 @@ class ImageDataConfig(DataConfig):
     mirrors: list[str] = field(default_factory=list)  # [] = the canonical mirrors
     timeout_s: float = ruled(MISSING, above(0))
     retries: int = ruled(MISSING, at_least(1))
+    train_size: Optional[int] = ruled(None, above(0))  # null = every training image left after validation
 
 
 @dataclass
@@ -175,6 +176,8 @@ def load_image_splits(cfg: ImageDataConfig) -> Splits:
     arrays = load_image_dataset(cfg.name, Path(cfg.data_dir), cfg.mirrors, cfg.timeout_s, cfg.retries)
     pool = (arrays.x_train[:, None, :, :], arrays.y_train)
     train, val = _holdout(*pool, cfg.val_size, cfg.split_seed, True, "data.val_size")
+    if cfg.train_size is not None and cfg.train_size < len(train[1]):  # a training-set size study: a stratified subset
+        _, train = _holdout(*train, cfg.train_size, cfg.split_seed, True, "data.train_size")
     return from_arrays(train, val, (arrays.x_test[:, None, :, :], arrays.y_test), CLASSIFICATION, num_classes=10)
 
 

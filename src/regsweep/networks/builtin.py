@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from regsweep.errors import ConfigError
 from regsweep.networks.interface import MemberModel, ModelFamily, PackedNetwork, StateCutter, penalizable
-from regsweep.networks.layers import Flatten, PackedConv2d, PackedDropout, PackedLayer, PackedLinear, PackedNorm
+from regsweep.networks.layers import (INITIALIZERS, Flatten, PackedConv2d, PackedDropout, PackedLayer, PackedLinear,
+                                      PackedNorm)
 from regsweep.networks.vectorized import VmapNet, vmap_refusal
 from regsweep.schema import Checked, above, one_of, positive_sizes, ruled, within
 
@@ -67,6 +68,7 @@ class MLPConfig(Checked):
     norm: str = ruled(MISSING, one_of(NORMS))
     penalized: list[str] = ruled(None, factory=lambda: ["*"])  # name patterns of the weights the penalty covers
     engine: str = ruled("layers", one_of(ENGINES))
+    init: str = ruled("torch", one_of(INITIALIZERS))  # torch's layers' own, or Keras' glorot_uniform (biases 0)
 
 
 @dataclass
@@ -198,7 +200,7 @@ class PackNet(nn.Sequential, PackedNetwork):
         with torch.no_grad():
             for index, member in enumerate(members):
                 for layer in self.weight_layers().values():
-                    layer.reset_member(index, member.init)
+                    layer.reset_member(index, member.init, cfg.init)
 
     def weight_layers(self) -> dict[str, PackedLinear | PackedConv2d]:
         """The linear and conv layers, by their name in the pack, in order."""

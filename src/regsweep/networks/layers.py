@@ -14,10 +14,27 @@ torch apply to it unchanged.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def torch_bounds(fan_in: int, fan_out: int) -> tuple[float, float]:
+    """torch's nn.Linear / nn.Conv2d initialization: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1 / math.sqrt(fan_in)
+    return bound, bound
+
+
+def glorot_bounds(fan_in: int, fan_out: int) -> tuple[float, float]:
+    """Keras' default (Glorot/Xavier uniform): weight U(-sqrt(6/(fan_in+fan_out)), +...), bias 0."""
+    return math.sqrt(6 / (fan_in + fan_out)), 0.0
+
+
+# model.init -> (fan_in, fan_out) -> (weight bound, bias bound) of a uniform initialization
+INITIALIZERS: dict[str, Callable[[int, int], tuple[float, float]]] = {"torch": torch_bounds,
+                                                                       "glorot_uniform": glorot_bounds}
 
 
 class PackedLayer(nn.Module):
@@ -48,12 +65,9 @@ class PackedLinear(PackedLayer):
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(members, out_features)) if bias else None
 
-    def reset_member(self, member: int, generator: torch.Generator) -> None:
-        """nn.Linear's initialization: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
-        bound = 1 / math.sqrt(self.weight.shape[1])
-        self.weight[member].uniform_(-bound, bound, generator=generator)
-        if self.bias is not None:
-            self.bias[member].uniform_(-bound, bound, generator=generator)
+    def reset_member(self, member: int, generator: torch.Generator, init: str = "torch") -> None:
+        """A member's weight and bias from its own stream, as ``model.init`` says (torch's: nn.Linear's)."""
+        _reset(self.weight[member], self.bias, member, INITIALIZERS[init](*self.weight.shape[1:]), generator)
 
     @staticmethod
     def own(stacked: dict[str, Tensor], member: int) -> dict[str, Tensor]:
@@ -80,6 +94,15 @@ class PackedLinear(PackedLayer):
         return output if self.bias is None else output + self.bias.unsqueeze(1)
 
 
+def _reset(weight: Tensor, bias: Tensor | None, member: int, bounds: tuple[float, float],
+           generator: torch.Generator) -> None:
+    """Draw a member's weight, then its bias, uniformly within ``bounds`` (a bias bound of 0: zeros, no draw)."""
+    weight_bound, bias_bound = bounds
+    weight.uniform_(-weight_bound, weight_bound, generator=generator)
+    if bias is not None:
+        bias[member].uniform_(-bias_bound, bias_bound, generator=generator) if bias_bound else bias[member].zero_()
+
+
 class PackedConv2d(PackedLayer):
     """n conv layers at once on channel-packed maps: one grouped convolution, a group per member
     (no bias when batch norm follows, as for PackedLinear). "Same" padding, as ``nn.Conv2d(padding="same")``."""
@@ -89,12 +112,10 @@ class PackedConv2d(PackedLayer):
         self.weight = nn.Parameter(torch.empty(members, out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(members, out_channels)) if bias else None
 
-    def reset_member(self, member: int, generator: torch.Generator) -> None:
-        """nn.Conv2d's initialization: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels * k * k."""
-        bound = 1 / math.sqrt(self.weight[0, 0].numel())
-        self.weight[member].uniform_(-bound, bound, generator=generator)
-        if self.bias is not None:
-            self.bias[member].uniform_(-bound, bound, generator=generator)
+    def reset_member(self, member: int, generator: torch.Generator, init: str = "torch") -> None:
+        """As PackedLinear's; fan_in = in_channels * k * k, fan_out = out_channels * k * k."""
+        _reset(self.weight[member], self.bias, member,
+               INITIALIZERS[init](self.weight[0, 0].numel(), self.weight[0, :, 0].numel()), generator)
 
     def forward(self, x: Tensor) -> Tensor:
         members, kernel = self.weight.shape[0], self.weight.shape[-1]

@@ -73,13 +73,14 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir() or refused_before_any_job():
             return
         # matplotlib, scipy: imported only here
-        from regsweep.aggregate import SUMMARY_FILE, AggregateError, OutputError, aggregate_sweep, job_table
+        from regsweep.aggregate import HTML_FILE, SUMMARY_FILE, AggregateError, OutputError, aggregate_sweep, job_table
 
         try:
             if self.aggregate:
                 aggregated = aggregate_sweep(sweep_dir, vector_formats=self.vector_figures)
                 print(aggregated.console_summary())  # markdown: a plain print keeps it unwrapped
                 print(f"seed summary: {sweep_dir / SUMMARY_FILE}")
+                print(f"report: {sweep_dir / HTML_FILE}")
             else:
                 print(job_table(sweep_dir))
             print(f"next: tensorboard --logdir {sweep_dir}")

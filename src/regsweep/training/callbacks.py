@@ -141,26 +141,31 @@ class EarlyStopping(_Monitoring):
 
 class GeneralizationGapStopping(MemberCallback):
     """Stop the member when ``gen_gap/loss`` (val/loss - train loss, both in eval mode) > ``epsilon``
-    for ``patience`` consecutive epochs: the generalization-gap criterion of the early-stopping studies."""
+    for ``patience`` epochs: the generalization-gap criterion of the early-stopping studies, counting consecutive
+    epochs (the default) or, with ``consecutive=false``, every epoch over epsilon so far (a course report's rule:
+    count the epochs past the gap, stop past a tolerance)."""
 
     key = "callbacks.gap_stopping"
 
-    def __init__(self, epsilon: float = 0.05, patience: int = 3) -> None:
+    def __init__(self, epsilon: float = 0.05, patience: int = 3, consecutive: bool = True) -> None:
         if patience < 1:
             raise ConfigError(f"{self.key}.patience", patience, "must be >= 1")
-        self.epsilon, self.patience = epsilon, patience
+        self.epsilon, self.patience, self.consecutive = epsilon, patience, consecutive
         self.epochs_over = 0
 
     def over(self, gap: float) -> bool:
-        """Count one more epoch over epsilon (or reset); True when the criterion is met."""
-        self.epochs_over = self.epochs_over + 1 if gap > self.epsilon else 0
+        """Count one more epoch over epsilon (or, counting consecutive epochs, reset); True when the criterion is met."""
+        if gap > self.epsilon:
+            self.epochs_over += 1
+        elif self.consecutive:
+            self.epochs_over = 0
         return self.epochs_over >= self.patience
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         row = self.row(pl_module)
         if row is not None and self.over(row["gen_gap/loss"]):
             reason = (f"generalization gap {row['gen_gap/loss']:.4f} > epsilon={self.epsilon} "
-                      f"for {self.epochs_over} consecutive epochs")
+                      f"for {self.epochs_over}{' consecutive' if self.consecutive else ''} epochs")
             pl_module.stop_member(self.member, OK, reason)
 
     def state_dict(self) -> dict[str, Any]:

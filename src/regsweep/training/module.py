@@ -140,8 +140,7 @@ class PackModule(L.LightningModule):
         self.schedule: Schedule | None = None
         self.rows: dict[int, Row] = {}  # this epoch's measurements of the active members
         self.history: dict[int, list[Row]] = {spec.id: [] for spec in members}
-        self.pending: dict[int, Stop] = {}  # stop requests waiting for trainer.min_epochs
-        self.stopping: dict[int, Stop] = {}  # the members that leave the pack at the end of this epoch
+        self.pending: dict[int, Stop] = {}  # stop requests (waiting for trainer.min_epochs)
         self.epoch_times: list[float] = []  # wall seconds of each epoch (training, validation, logging)
         self.interrupt: BaseException | None = None  # set by a signal handler; raised at the next safe point
         self.test_results: dict[int, Row] = {}
@@ -358,26 +357,32 @@ class PackModule(L.LightningModule):
                 return
 
     def on_validation_end(self) -> None:
-        """The epoch's account, once the member-aware callbacks have read its rows and asked for stops: the rows join
-        the members' histories, the schedule steps (after its rate was recorded: a row shows the rate its epoch
-        trained with), and the stops that are due become ``stopping``. The job reads all of it at the epoch's end
-        (a Lightning callback, before this module's own ``on_train_epoch_end`` retires those members)."""
+        """The epoch's account, once the member-aware callbacks have read its rows: the rows join the members'
+        histories, and the schedule steps (after its rate was recorded: a row shows the rate its epoch trained
+        with). The job reads it at the epoch's end, in a Lightning callback called after every other callback's
+        ``on_train_epoch_end`` (which may still ask for stops) and before this module's, which retires the members
+        whose stops are due (``stopping``)."""
         if self.trainer.sanity_checking:
             return
         for member, row in self.rows.items():
             self.history[member].append(row)
         if self.schedule is not None:
             self.schedule.step()
-        self.stopping = {m: s for m, s in self.pending.items() if s.status != OK or self.epoch + 1 >= self.min_epochs}
-        for member in self.stopping:
-            del self.pending[member]
+
+    @property
+    def stopping(self) -> dict[int, Stop]:
+        """The members that leave the pack at the end of this epoch: failed ones at once, others from min_epochs on."""
+        return {m: s for m, s in self.pending.items() if s.status != OK or self.epoch + 1 >= self.min_epochs}
 
     def on_train_epoch_end(self) -> None:
-        if self.stopping:
-            self._retire(list(self.stopping))
+        leaving = list(self.stopping)
+        for member in leaving:
+            del self.pending[member]
+        if leaving:
+            self._retire(leaving)
         if not self.active or (self.max_steps is not None and self.steps_done >= self.max_steps):
             self.trainer.should_stop = True
-        self.rows, self.stopping = {}, {}
+        self.rows = {}
         self.epoch_times.append(time.perf_counter() - self._epoch_started)
 
     # --- resumable training state -------------------------------------------------------------------
