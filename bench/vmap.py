@@ -128,8 +128,9 @@ def markdown(report: dict[str, object]) -> str:
     for name, entry in report["micro"].items():
         ms = entry["ms_per_member_step"]
         layers = entry.get("vmap pack / packed layers")
+        packed = f"{ms['packed layers']:.3f}" if "packed layers" in ms else "-"  # built-in MLPs only
         lines.append(f"| {name} | {ms['vmap pack']:.3f} | {ms['alone (harness)']:.3f} | "
-                     f"{ms['alone (plain PyTorch)']:.3f} | {ms.get('packed layers', float('nan')):.3f} | "
+                     f"{ms['alone (plain PyTorch)']:.3f} | {packed} | "
                      f"{ratio_text(entry['alone / vmap pack'])} | {ratio_text(layers) if layers else '-'} |")
     lines += ["", "End to end, command to prompt (s):", "", "| study | packed | one by one | one by one / packed |",
               "|---|---|---|---|"]
