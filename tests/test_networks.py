@@ -82,6 +82,28 @@ MYNETS = textwrap.dedent('''
         def forward(self, x):
             return x.flatten(1) @ self.weight.view(-1).view(self.weight.shape[0], -1).T
 
+    class Lazy(nn.Module):
+        """Takes its input size from its first call."""
+
+        def __init__(self, num_outputs):
+            super().__init__()
+            self.a = nn.LazyLinear(8)
+            self.b = nn.Linear(8, num_outputs)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x.flatten(1))))
+
+    class RGB(nn.Module):
+        """Expects three channels: fails on grey digits."""
+
+        def __init__(self, num_outputs):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.head = nn.LazyLinear(num_outputs)
+
+        def forward(self, x):
+            return self.head(self.conv(x).flatten(1))
+
     class NoWeights(nn.Module):
         def __init__(self, num_outputs):
             super().__init__()
@@ -98,7 +120,7 @@ def user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "mynets.py").write_text(MYNETS)
     models = tmp_path / "myconf" / "model"
     models.mkdir(parents=True)
-    for name in ("Net", "Conv", "Branchy", "Five", "NoWeights"):
+    for name in ("Net", "Conv", "Branchy", "Five", "NoWeights", "RGB"):
         (models / f"{name.lower()}.yaml").write_text(f"_target_: mynets.{name}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
@@ -250,6 +272,8 @@ def test_a_network_vmap_cannot_batch_trains_one_job_at_a_time_saying_why(user_co
     (["model=noweights", "regularizer=l1"], "model.penalized=['*']: matches no weight tensor of 2 or more dimensions "
                                             "of mynets.NoWeights: the penalty would cover nothing"),
     (["model=net", "+model.width=3"], "Net refuses these arguments (got an unexpected keyword argument 'width')"),
+    (["model=rgb"], "model='mynets.RGB': fails on a batch of 2 samples of shape [1, 8, 8]: RuntimeError: Given "
+                    "groups=1, weight of size [4, 3, 3, 3], expected input[2, 1, 8, 8] to have 3 channels"),
     (["model=net", "model._target_=mynets.Gone"], "model._target_='mynets.Gone': does not import"),
     (["model=net", "model._target_=nowhere.Net"], "model._target_='nowhere.Net': does not import "
                                                   "(ModuleNotFoundError: No module named 'nowhere'; searched "),
@@ -321,3 +345,13 @@ def test_the_worked_example_runs_as_the_readme_says(tmp_path: Path) -> None:
     net.load_state_dict(torch.load(job / MODEL_FILE))
     record = read_result(job)
     assert record.data["label"] == "wine" and record.data["classes"] == ["class_0", "class_1", "class_2"]
+
+
+def test_a_network_with_lazy_layers_is_built_by_a_first_call_from_each_members_own_stream(user_code: Path) -> None:
+    from regsweep.networks import user_model
+
+    fam = family(user_model({"_target_": "mynets.Lazy"}), (1, 8, 8), 10)
+    pack = fam.pack(members(0, 1))
+    assert pack.member_state(0)["a.weight"].shape == (8, 64)  # materialized: stacked like any weight
+    assert torch.equal(pack.member_state(1)["a.weight"], fam.single(members(1)[0]).a.weight.detach())
+    assert pack(torch.randn(2, 3, 1, 8, 8)).shape == (2, 3, 10)

@@ -101,10 +101,17 @@ class ModelFamily(abc.ABC):
 
     def check_output(self, output_size: int) -> None:
         """One member's output for a batch of two samples must be [2, output_size]: refused before any training."""
-        net = self.single(MemberModel(0.0, torch.Generator(), torch.Generator())).eval()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*padding='same' with even kernel.*")  # torch's, once per process
-            output = net(torch.zeros(2, *self.input_shape))
+        try:
+            net = self.single(MemberModel(0.0, torch.Generator(), torch.Generator())).eval()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*padding='same' with even kernel.*")  # torch's, once a process
+                output = net(torch.zeros(2, *self.input_shape))
+        except ConfigError:
+            raise
+        except Exception as error:  # the user's code: its own words, in one line
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+            raise ConfigError("model", self.description, f"fails on a batch of 2 samples of shape "
+                              f"{list(self.input_shape)}: {type(error).__name__}: {first}") from None
         shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
         if shape != (2, output_size):
             raise ConfigError("model", self.description, f"returns {shape} for a batch of 2 samples of shape "

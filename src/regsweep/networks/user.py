@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from regsweep.instantiate import TARGET, check_arguments, instantiate_trusted, target_class
 from regsweep.networks.interface import MemberModel, ModelFamily, PackedNetwork
@@ -83,7 +84,12 @@ class UserFamily(ModelFamily):
     def single(self, member: MemberModel) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(member.init.initial_seed())
-            return instantiate_trusted(self.cfg.node, **self.shapes)
+            net = instantiate_trusted(self.cfg.node, **self.shapes)
+            if any(is_lazy(p) for p in net.parameters()):  # nn.LazyLinear & co. take their shapes from a first call
+                with torch.no_grad():
+                    net.eval()(torch.zeros(2, *self.input_shape))  # eval: no batch statistics learn from zeros
+                net.train()
+            return net
 
     def pack(self, members: list[MemberModel]) -> PackedNetwork:
         return VmapNet([self.single(m) for m in members], len(self.input_shape), self.cfg.penalized, self.fast_layout)
