@@ -154,7 +154,7 @@ def test_penalty_table_shows_nominal_applied_and_n_train_when_scaled(tmp_path: P
                  data={"task": "classification", "n_train": n_train}, penalty=penalty)  # fmt: skip
     aggregate_sweep(tmp_path, plots=False)
     table = section((tmp_path / "summary.md").read_text(), "Penalty strengths")
-    assert "the penalty applied is nominal / n_train" in table
+    assert "the nominal ones divided by n_train (regularizer.scale_by_n_train)" in table
     assert "| group | l1 nominal | l1 applied | n_train |" in table  # l2 is 0 everywhere: left out
     assert "| regularizer.l1=0.1 | 0.1 | 8.7e-05 | 1149 |" in table
     assert "| regularizer.l1=1 | 1 | 0.00087 | 1149 |" in table
@@ -376,3 +376,29 @@ def test_the_iqm_stands_beside_the_mean_in_summary_md_and_every_metric_in_summar
     with open(tmp_path / "summary.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert {"iqm", "iqm95_low", "iqm95_high"} <= set(rows[0]) and all(row["iqm"] for row in rows)
+
+
+def test_a_study_answers_on_the_metrics_its_answer_on_names(tmp_path: Path) -> None:
+    """answer_on (recorded with each job) puts the study's own question first: here the last epoch's val loss and
+    gap, each compared with its power line; test accuracy is then only in the tables."""
+    for num, (group, acc) in enumerate([("none", 0.90), ("none", 0.91), ("l2", 0.95), ("l2", 0.96)]):
+        make_job(tmp_path, num, [f"regularizer={group}", f"seed={num % 2}"], acc,
+                 params={"answer_on": ["final/val/loss", "final/gen_gap/loss"]})
+    aggregate_sweep(tmp_path, plots=False)
+    summary = (tmp_path / "summary.md").read_text()
+    titles = re.findall(r"^## Answers: (.*)$", summary, re.MULTILINE)
+    assert titles == ["val loss (last epoch)", "generalization gap, val - train loss (last epoch)"]
+    answers = section(summary, "Answers: val loss (last epoch)")
+    # val loss = 1.1 - acc: 0.145 for l2 vs 0.195 for none
+    assert "regularizer=l2 vs regularizer=none: val loss (last epoch) 0.145 vs 0.195 (-0.05" in answers
+    assert "power: n = 2/2 detects" in answers
+    page = (tmp_path / "report.html").read_text()
+    assert "Answers: val loss (last epoch)" in page and "Answers: test accuracy" not in page
+
+
+def test_without_answer_on_a_study_answers_on_test_accuracy(tmp_path: Path) -> None:
+    for num, acc in enumerate([0.90, 0.91, 0.95, 0.96]):
+        make_job(tmp_path, num, [f"regularizer={'none' if num < 2 else 'l2'}", f"seed={num % 2}"], acc,
+                 params={"answer_on": "auto"})
+    aggregate_sweep(tmp_path, plots=False)
+    assert re.findall(r"^## Answers: (.*)$", (tmp_path / "summary.md").read_text(), re.MULTILINE) == ["test accuracy"]

@@ -118,6 +118,10 @@ BAD_VALUES = [
     ("data.batch_size=0", "data.batch_size", "> 0"),
     ("data.normalize=zscore", "data.normalize", "standardize"),
     ("data.split_seed=-1", "data.split_seed", ">= 0"),
+    ("regularizer=l1l2 regularizer.combined_scale=0", "regularizer.combined_scale", "> 0"),
+    ("answer_on=[final/val/los]", "answer_on", "final/val/loss"),  # a typo: the list of what exists
+    ("answer_on=[test/acc] data=regression", "answer_on", "of a regression job"),
+    ("answer_on=[final/weights/l1]", "answer_on", "with a direction"),
     ("augment.noise_p=1.5", "augment.noise_p", "[0, 1]"),
     ("optimizer=sgd optimizer.momentum=1.2", "optimizer.momentum", "[0, 1)"),
     ("minibatches_per_step=0", "minibatches_per_step", ">= 1"),
@@ -138,7 +142,7 @@ BAD_VALUES = [
     ("+model.width=3", "model.width", "Key 'width' not in 'MLPConfig'"),
     ("+trainer.max_epoch=3", "trainer.max_epoch", "did you mean trainer.max_epochs?"),  # a misspelled argument
     ("+seeed=3", "seeed", "did you mean seed?"),
-    ("+qqqq=3", "qqqq", "is not a key of the config (run keys: augment, callbacks,"),  # nothing close: the list
+    ("+qqqq=3", "qqqq", "is not a key of the config (run keys: answer_on, augment, callbacks,"),  # nothing close: the list
     ("+trainer.qqqq=3", "trainer.qqqq", "is not a Lightning Trainer argument"),
     ("+data.download=false", "data.download", "Key 'download' not in"),  # a knob nothing reads does not exist
 ]

@@ -113,11 +113,18 @@ def test_member_wise_penalties_learning_rates_and_weight_decay(tmp_path: Path) -
         ["regularizer=l2", "regularizer.l2=1e-2", "optimizer.weight_decay=1e-3"],
         ["regularizer=l1l2", "regularizer.l1=1e-4", "regularizer.l2=1e-3", "regularizer.grad_noise_std=0.01",
          "optimizer.lr=3e-3"],
+        ["regularizer=l1l2", "regularizer.l1=1e-4", "regularizer.l2=2e-3", "regularizer.l2_half=true",
+         "regularizer.combined_scale=0.5"],  # a course report's 1/2 (l1 sum|w| + l2/2 sum w^2)
     ]
     packed = train_pack(tmp_path, members)
     penalties = [r.metrics["final"]["train/penalty"] for r in packed]
     assert penalties[0] == 0 and all(p > 0 for p in penalties[1:])
-    assert [r.metrics["final"]["lr"] for r in packed] == pytest.approx([1e-3, 3e-3, 1e-3, 3e-3])
+    assert [r.metrics["final"]["lr"] for r in packed] == pytest.approx([1e-3, 3e-3, 1e-3, 3e-3, 1e-3])
+    assert (packed[4].penalty["l1_applied"], packed[4].penalty["l2_applied"]) == pytest.approx((5e-5, 5e-4))
+    for record in packed:  # the tested weights are the kept epoch's: its weight statistics give their penalty
+        kept, applied = record.metrics["best"], record.penalty
+        penalty = applied["l1_applied"] * kept["weights/l1"] + applied["l2_applied"] * kept["weights/l2"] ** 2
+        assert record.metrics["test"]["test/total_loss"] == pytest.approx(record.metrics["test"]["test/loss"] + penalty)
     for index, overrides in enumerate(members):
         assert_same_job(packed[index], train_alone(tmp_path, overrides, f"alone{index}"))
 

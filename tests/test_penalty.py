@@ -16,8 +16,10 @@ def small_net(members: int = 1) -> PackNet:
     return PackNet(cfg, spec, (2,), 2)
 
 
-def regularizer(l1: float = 0.0, l2: float = 0.0, scale: bool = False) -> RegularizerConfig:
-    return RegularizerConfig(name="l1l2", l1=l1, l2=l2, scale_by_n_train=scale, grad_noise_std=0.0)
+def regularizer(l1: float = 0.0, l2: float = 0.0, scale: bool = False, l2_half: bool = False,
+                combined_scale: float = 1.0) -> RegularizerConfig:
+    return RegularizerConfig(name="l1l2", l1=l1, l2=l2, scale_by_n_train=scale, l2_half=l2_half,
+                             combined_scale=combined_scale, grad_noise_std=0.0)
 
 
 def test_only_weight_matrices_are_penalized() -> None:
@@ -65,6 +67,27 @@ def test_each_member_gets_only_its_own_strengths() -> None:
 def test_per_sample_scaling_divides_by_n_train() -> None:
     assert regularizer(l1=0.5, l2=0.2, scale=True).applied(n_train=100) == pytest.approx((0.005, 0.002))
     assert regularizer(l1=0.5, l2=0.2).applied(n_train=100) == (0.5, 0.2)
+
+
+def test_the_course_reports_conventions_apply_the_strengths_they_mean() -> None:
+    """lambda/(2n) sum w^2 (l2_half with per-sample scaling) and the report's "half of each" combination."""
+    assert regularizer(l2=0.2, l2_half=True, scale=True).applied(n_train=100) == pytest.approx((0.0, 0.001))
+    # 1/2 (l1/n sum|w| + l2/(2n) sum w^2): each term halved once more when both are on
+    assert regularizer(l1=0.5, l2=0.2, scale=True, l2_half=True, combined_scale=0.5).applied(n_train=100) == \
+        pytest.approx((0.0025, 0.0005))
+    assert regularizer(l1=0.5, combined_scale=0.5).applied(n_train=100) == (0.5, 0.0)  # one term: not combined
+    assert regularizer(l2=0.2, combined_scale=0.5).applied(n_train=100) == (0.0, 0.2)
+
+
+def test_a_halved_l2_has_the_weight_decay_gradient() -> None:
+    """(l2/2) sum w^2 differentiates to l2 * w: the gradient SGD's weight_decay=l2 adds."""
+    _, l2 = regularizer(l2=0.3, l2_half=True).applied(n_train=10)
+    w = torch.tensor([[[1.0, -2.0]]], requires_grad=True)
+    w.grad = torch.zeros_like(w)
+    value = add_penalty_gradient([w], None, torch.tensor([l2]))
+    assert value.tolist() == pytest.approx([0.15 * 5.0])
+    assert torch.allclose(w.grad, 0.3 * w.detach())
+
 
 
 def test_weight_statistics_per_member() -> None:

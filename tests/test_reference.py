@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from regsweep import reference
+from regsweep.course_reports import ReportsFileError, load_reports, side_by_side
+from regsweep.metrics import metric
 from regsweep.aggregate import aggregate_sweep
 from regsweep.records import OK, JobInfo, ResultRecord
 from regsweep.sweep.plan import SweepPlan
@@ -71,3 +73,79 @@ def test_a_study_names_the_device_and_threads_its_records_name_not_the_assemblin
         "2 of 2 jobs ok; seeds 0-0; 3 epochs; wall time 2.0 min on cuda (NVIDIA H200), 8 torch threads")
     assert reference.where_trained([record(xeon, 1), record(h200, 2)]) == f"on {xeon} and {h200}, 1/2 torch threads"
     assert reference.where_trained([record(None, 2)]) == "(device not recorded)"
+
+
+def write_jobs_csv(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    """A study's jobs.csv as make results copies it: (regularizer, counted, final/val/loss) per job."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["job,group,seed,status,counted,regularizer,final/val/loss"]
+    lines += [f"{i}_x,regularizer={reg},{i},ok,{counted},{reg},{value}" for i, (reg, counted, value) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_each_reported_number_is_set_beside_the_counted_seeds_of_its_group(tmp_path: Path) -> None:
+    write_jobs_csv(tmp_path / "results" / "l1_vs_l2" / "jobs.csv", [
+        ("none", "True", 0.12), ("none", "True", 0.13), ("none", "True", 0.14), ("none", "False", 9.0),
+        ("l1", "True", 0.080), ("l1", "True", 0.081), ("l1", "True", 0.082)])
+    (tmp_path / "reports.yaml").write_text("""
+- file: 002_x
+  title: MNIST
+  reading: Our reading.
+  numbers:
+    - {quantity: val CE none, value: 0.122, study: l1_vs_l2, where: {regularizer: none}, metric: final/val/loss}
+    - {quantity: val CE L1, value: 0.0826, study: l1_vs_l2, where: {regularizer: l1}, metric: final/val/loss,
+       why: a single run}
+    - {quantity: trial span, value: [0.2, 0.8], statistic: range, study: l1_vs_l2, where: {regularizer: none},
+       metric: final/val/loss}
+    - {quantity: depth, value: 0.43, study: null, why: not run}
+    - {quantity: L2, value: 0.07, study: lambda_grid, metric: final/val/loss}
+""")
+    text = "\n".join(side_by_side(tmp_path / "reports.yaml", tmp_path / "results", ["l1_vs_l2", "lambda_grid"]))
+    # none: mean 0.13 (the uncounted 9.0 left out), SE 0.00577, 95% t interval [0.1052, 0.1548] holds 0.122
+    assert "| val CE none: 0.122 | 0.1300 ± 0.0058 (n = 3) | yes [0.1052, 0.1548] | – |" in text
+    # L1: mean 0.081, SE 0.000577, interval [0.07852, 0.08348] leaves 0.0826 inside; 0.0826 is inside
+    assert "| val CE L1: 0.0826 | 0.08100 ± 0.00058 (n = 3) | yes [0.07852, 0.08348] | a single run |" in text
+    assert "| trial span: 0.2 to 0.8 | 0.12 to 0.14 (n = 3) | no overlap | – |" in text
+    assert "| depth: 0.43 | no study | – | not run |" in text
+    assert "| L2: 0.07 | not run here (`make results ARGS='--studies lambda_grid'`) | – | – |" in text
+    assert "### 002_x: MNIST" in text and "Our reading." in text
+
+
+def test_a_reported_number_outside_our_interval_says_no(tmp_path: Path) -> None:
+    write_jobs_csv(tmp_path / "results" / "l1_vs_l2" / "jobs.csv",
+                   [("l2", "True", 0.100), ("l2", "True", 0.101), ("l2", "True", 0.102)])
+    (tmp_path / "reports.yaml").write_text(
+        "- {file: r, title: t, numbers: [{quantity: q, value: 0.0759, study: l1_vs_l2, where: {regularizer: l2}, "
+        "metric: final/val/loss}]}\n")
+    text = "\n".join(side_by_side(tmp_path / "reports.yaml", tmp_path / "results", ["l1_vs_l2"]))
+    assert "| q: 0.0759 | 0.10100 ± 0.00058 (n = 3) | no [0.09852, 0.1035] | – |" in text
+
+
+def test_a_number_naming_a_study_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "reports.yaml").write_text(
+        "- {file: r, title: t, numbers: [{quantity: q, value: 1, study: l1_vs_l3, metric: test/acc}]}\n")
+    with pytest.raises(ReportsFileError, match="names study 'l1_vs_l3'"):
+        side_by_side(tmp_path / "reports.yaml", tmp_path, ["l1_vs_l2"])
+
+
+def test_the_project_reports_file_names_real_studies_and_metrics() -> None:
+    reports = load_reports(reference.DOCS / reference.REPORTS_FILE, reference.study_names())
+    assert [r.file[:3] for r in reports] == ["000", "001", "002", "003", "004"]
+    for number in (n for r in reports for n in r.numbers if n.study is not None):
+        assert number.metric == "epochs" or metric(number.metric) is not None, number.quantity
+        assert number.why or number.study, number.quantity
+
+
+def test_a_study_not_run_here_keeps_its_section_of_the_page_before(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    make_regularizer_sweep(tmp_path / "l1_vs_l2")
+    SweepPlan(arguments=[], command=["train.py", "-m", "experiment=l1_vs_l2"]).save(tmp_path / "l1_vs_l2")
+    monkeypatch.setattr(reference, "DOCS", tmp_path / "docs")
+    out = tmp_path / "docs" / "results.md"
+    out.parent.mkdir()
+    out.write_text("# old\n\n## cnn_kernels: A small CNN\n\nits old numbers\n\n## l1_vs_l2: old\n\nstale\n")
+    assert reference.main(["--assemble-only", "--work", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## cnn_kernels: A small CNN\n\nits old numbers" in text  # kept: no sweep dir of it here
+    assert "stale" not in text and "12 of 12 jobs ok" in text  # rebuilt from its sweep dir
+    assert text.index("## cnn_kernels") < text.index("## l1_vs_l2")  # in the studies' order

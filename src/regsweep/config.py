@@ -51,6 +51,7 @@ class RunConfig:
 
     seed: Any = MISSING  # checked by validate(): the master config of `-m seed=0-9` holds the range "0-9"
     optimized_metric: str = MISSING
+    answer_on: Any = MISSING  # auto | a list of metrics (final/val/loss, test/acc): what a summary answers on
     flush_denormal: bool = MISSING
     tf32: bool = MISSING
     minibatches_per_step: int = MISSING
@@ -265,6 +266,8 @@ def validate(cfg: DictConfig) -> Settings:
         require("model", model.name, not isinstance(model, CNNConfig), "model=cnn needs an image dataset")
         require("augment", "on", not augment.enabled, "augmentation needs an image dataset; use augment=none")
     objective = metrics.objective(cfg.get("optimized_metric", "auto"), task)
+    metrics.answer_metrics(OmegaConf.to_container(cfg.answer_on) if "answer_on" in cfg and
+                           OmegaConf.is_list(cfg.answer_on) else cfg.get("answer_on", "auto"), task)
     check_monitors(cfg.get("callbacks"), task)
     check_targets("callbacks", cfg.get("callbacks"), Callback)
     check_targets("logger", cfg.get("logger"), Logger)

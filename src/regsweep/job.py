@@ -81,6 +81,8 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
         if group in cfg:
             walk(group, OmegaConf.to_container(cfg[group], resolve=True))
     params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    params["answer_on"] = OmegaConf.to_container(cfg.answer_on) if OmegaConf.is_list(cfg.get("answer_on")) \
+        else cfg.get("answer_on", "auto")  # what the sweep's summary answers on (the aggregation reads it here)
     return params
 
 
@@ -535,7 +537,7 @@ class PackRun:
             member.record.data["classes"] = list(splits.classes)
         l1, l2 = s.regularizer.applied(splits.n_train)
         member.record.penalty = {"l1": s.regularizer.l1, "l2": s.regularizer.l2, "l1_applied": l1, "l2_applied": l2,
-                                 "scale_by_n_train": s.regularizer.scale_by_n_train}
+                                 **s.regularizer.convention}
         if s.data.batch_size is not None and s.data.batch_size >= splits.n_train:
             log.info("job %s: data.batch_size=%d >= %d training samples: every step is a full batch",
                      member.job.name, s.data.batch_size, splits.n_train)

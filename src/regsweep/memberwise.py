@@ -20,7 +20,7 @@ from regsweep.networks import MemberModel
 MEMBERWISE = (
     "seed",
     "regularizer.name", "regularizer.strength", "regularizer.l1", "regularizer.l2", "regularizer.scale_by_n_train",
-    "regularizer.grad_noise_std",
+    "regularizer.l2_half", "regularizer.combined_scale", "regularizer.grad_noise_std",
     "model.dropout",  # a built-in model's (its packed dropout layer); a user's class takes its rate as an argument
     "optimizer.lr", "optimizer.weight_decay",
     "augment",  # each member's minibatch is augmented with its own settings

@@ -64,6 +64,7 @@ METRICS: dict[str, Metric] = _declare(
            doc=f"fraction of |w| < {SPARSITY_RELATIVE:g} x the RMS of its layer's weights"),
     Metric("lr", None, EPOCH, doc="learning rate the epoch trained with"),
     Metric("test/loss", LOWER, TEST, doc="data loss on the test set, weights of the kept (best) epoch"),
+    Metric("test/total_loss", LOWER, TEST, doc="test/loss + the penalty of the tested weights (as Keras' evaluate())"),
     Metric("test/acc", HIGHER, TEST, True, True, "test accuracy, weights of the kept epoch"),
     Metric("test/error", LOWER, TEST, True, True, "1 - test/acc (derived in the aggregation)"),
 )
@@ -118,6 +119,20 @@ def objective(name: str, task: str, key: str = "optimized_metric") -> str:
     if name == "auto":
         return "val/acc" if task == CLASSIFICATION else "val/loss"
     return epoch_metric(name, task, key)
+
+
+def answer_metrics(names: object, task: str, key: str = "answer_on") -> list[str]:
+    """The metrics a sweep's summary answers its question on, as the aggregation names them (``final/val/loss``,
+    ``test/acc``); ``auto`` (an empty list) leaves the aggregation's own: test accuracy, test loss for regression."""
+    if names == "auto":
+        return []
+    allowed = [f"{section}{m.name}" for m in METRICS.values() if m.emitted_for(task) and m.better is not None
+               for section in (("",) if m.when == TEST else SECTIONS)]
+    chosen = [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else None
+    if chosen is None or not all(name in allowed for name in chosen):
+        raise ConfigError(key, names, f"must be auto or a list of metrics of a {task} job with a direction, "
+                                      f"e.g. [final/val/loss, final/gen_gap/loss]: {', '.join(allowed)}")
+    return chosen
 
 
 def direction(name: str) -> str | None:

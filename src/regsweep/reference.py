@@ -5,7 +5,9 @@ into ``<work>/<name>``; re-running resumes an interrupted study (completed jobs 
 seed summary (summary.md) goes into docs/results.md under the exact command, with the run's
 seeds, epochs, wall time and device, and its group plots are copied next to it. What a study's
 numbers mean, and how they compare with the course reports, is prose written after reading them:
-``docs/notes/<name>.md``, included when present.
+``docs/notes/<name>.md``, included when present. The page opens with every number the course reports print
+beside ours (``regsweep.course_reports``, from ``docs/course_reports.yaml``); a study whose sweep dir is not
+under ``<work>`` keeps its section of the page before.
 
     python -m regsweep.reference                         # all studies (hours on a 2-core CPU)
     python -m regsweep.reference --studies l1_vs_l2 regression --extra trainer.max_epochs=5
@@ -28,12 +30,14 @@ from typing import Sequence
 from regsweep.aggregate import JOBS_FILE, SUMMARY_FILE, aggregate_sweep, load_sweep
 from regsweep.atomic import atomic_write_text
 from regsweep.console import cli_description
+from regsweep.course_reports import side_by_side
 from regsweep.records import OK, ResultRecord
 from regsweep.sweep.plan import PLAN_FILE, SweepPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "conf" / "experiment"
 DOCS = ROOT / "docs"
+REPORTS_FILE = "course_reports.yaml"  # in docs/: every number the course reports print, and its study
 TIMING_FILE = "reference_wall_s.txt"  # in each study's sweep dir: how long its runs took, all together
 
 
@@ -50,11 +54,15 @@ def study_names() -> list[str]:
 
 
 def study_question(name: str) -> str:
-    """The first comment line of the study's config: the question it asks."""
+    """The question the study's config opens with: its comment lines up to the first that ends in ':'."""
+    words: list[str] = []
     for line in (EXPERIMENTS / f"{name}.yaml").read_text(encoding="utf-8").splitlines():
-        if line.startswith("#") and "@package" not in line:
-            return line.lstrip("# ").rstrip(":")
-    return name
+        if not line.startswith("#") or "@package" in line:
+            continue
+        words.append(line.lstrip("# "))
+        if line.endswith(":"):
+            break
+    return " ".join(words).rstrip(":") if words else name
 
 
 def command_of(name: str, extra: Sequence[str]) -> list[str]:
@@ -159,8 +167,25 @@ def study_section(run: StudyRun, records: list[ResultRecord]) -> list[str]:
     ]
 
 
-def results_markdown(studies: list[tuple[StudyRun, list[ResultRecord]]]) -> str:
-    """docs/results.md: a section per study run, with the records of its jobs."""
+STUDY_HEADING = re.compile(r"^## (\w+): ", re.MULTILINE)
+
+
+def previous_sections(page: Path) -> dict[str, str]:
+    """The study sections of an earlier docs/results.md, by study name: a study whose sweep dir is not here
+    (run on another machine, or cleaned away) keeps the section its own run wrote."""
+    if not page.exists():
+        return {}
+    text = page.read_text(encoding="utf-8")
+    starts = list(STUDY_HEADING.finditer(text))
+    return {match.group(1): text[match.start(): starts[i + 1].start() if i + 1 < len(starts) else len(text)].rstrip()
+            for i, match in enumerate(starts)}
+
+
+def results_markdown(studies: list[tuple[StudyRun, list[ResultRecord]]], kept: dict[str, str]) -> str:
+    """docs/results.md: the course reports beside our numbers, then a section per study, from the records of its
+    run or, for a study not run here, as ``kept`` from the page before."""
+    sections = {run.name: "\n".join(study_section(run, records)) for run, records in studies}
+    ordered = [sections.get(name) or kept[name] for name in study_names() if name in sections or name in kept]
     return "\n".join([
         "# Reference results of the ready-made studies",
         "",
@@ -170,7 +195,8 @@ def results_markdown(studies: list[tuple[StudyRun, list[ResultRecord]]]) -> str:
         "A command that differs from the study's defaults says so in its arguments. Wall times are "
         "those of a shared 2-core machine that was doing other work too; clean timings are in bench/.",
         "",
-        *(line for run, records in studies for line in study_section(run, records)),
+        *side_by_side(DOCS / REPORTS_FILE, DOCS / "results", study_names()),
+        *(line for section in ordered for line in (section, "")),
     ])
 
 
@@ -192,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every study run so far, so that studies run one command at a time (each with its own --extra) add up
     runs = [earlier_run(name, args.work) for name in study_names() if (args.work / name / PLAN_FILE).exists()]
     studies = [(run, current_records(run.sweep_dir, aggregated=run.name in just_run)) for run in runs]
-    atomic_write_text(args.out, results_markdown(studies) + "\n")
+    atomic_write_text(args.out, results_markdown(studies, previous_sections(args.out)).rstrip() + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -18,7 +18,7 @@ from regsweep.aggregate.curves import group_curves
 from regsweep.aggregate.load import MISSING, Sweep, group_metric_values, load_sweep, metric_names
 from regsweep.aggregate.plots import PlotFiles, write_plots
 from regsweep.aggregate.report_html import write_sweep_page
-from regsweep.aggregate.tables import console_table, summary_markdown, sweep_headline, write_reports
+from regsweep.aggregate.tables import console_table, summary_markdown, sweep_headlines, write_reports
 from regsweep.aggregate.summary import Descriptions, describe_groups
 from regsweep.aggregate.tensorboard_runs import write_tensorboard_runs
 from regsweep.records import FAILED, ResultRecord
@@ -86,10 +86,10 @@ def aggregate_sweep(
     metrics = metric_names(sweep)
     values = group_metric_values(sweep, metrics)
     descriptions = describe_groups(values)
-    headline = sweep_headline(sweep, descriptions)
-    targets = {headline: detect.in_units(headline)} if detect is not None and headline is not None else {}
+    headlines = sweep_headlines(sweep, descriptions)
+    targets = {headlines[0]: detect.in_units(headlines[0])} if detect is not None and headlines else {}
     pairs = comparison_pairs([g.label for g in sweep.groups], chosen.label, all_pairs)
-    comparisons = compare_groups(values, metrics, pairs, targets)
+    comparisons = compare_groups(values, metrics, pairs, targets, headlines)
     curves = {group.label: group_curves(group) for group in sweep.groups}
     plot_files = write_plots(sweep, values, descriptions, curves, vector_formats) if plots else PlotFiles([], [])
     markdown = summary_markdown(sweep, descriptions, comparisons, chosen, plot_files.summary, plot_files.jobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from regsweep.aggregate import stats
@@ -29,6 +29,16 @@ SENTENCE_METRICS = {
     "test/loss": "test loss",
     "best/val/acc": "val accuracy (best epoch)",
     "best/val/loss": "val loss (best epoch)",
+}
+# The words for every metric a sentence or an answer can be about (a study's answer_on may choose any).
+METRIC_WORDS = {
+    **SENTENCE_METRICS,
+    "final/val/loss": "val loss (last epoch)",
+    "final/val/acc": "val accuracy (last epoch)",
+    "final/gen_gap/loss": "generalization gap, val - train loss (last epoch)",
+    "final/gen_gap/acc": "generalization gap, train - val accuracy (last epoch)",
+    "final/train/loss": "train loss (last epoch)",
+    "test/total_loss": "test loss with the penalty",
 }
 POINTS = "pp"  # --detect's suffix for a difference in percentage points (accuracy-like metrics)
 
@@ -183,21 +193,23 @@ class Comparison:
         return not self.note
 
 
-def compare_pair(metric: str, group: str, reference: str, values: GroupValues, target: float = math.nan) -> Comparison:
+def compare_pair(metric: str, group: str, reference: str, values: GroupValues, target: float = math.nan,
+                 robust: bool = False) -> Comparison:
     """Welch and Mann-Whitney tests of ``group`` against ``reference``; none when neither group has any spread.
 
     Only a metric declared with a direction (regsweep.metrics) gets a probability of improvement; only the
-    SENTENCE_METRICS the IQM difference and the power analysis (for the observed difference, and ``target``).
+    SENTENCE_METRICS and a study's answer metrics (``robust``) the IQM difference and the power analysis (for the
+    observed difference, and ``target``).
     """
     x, y = values[group][metric], values[reference][metric]
     constant = stats.constant(x) and stats.constant(y)
     u, u_p = (math.nan, math.nan) if constant else stats.mann_whitney(x, y)
     declared = declared_metric(metric)
     better = declared.better if declared is not None else None
-    robust = {}
-    if metric in SENTENCE_METRICS:
-        robust = {"iqm_difference": stats.iqm(x) - stats.iqm(y), "iqm_ci95": stats.iqm_difference_interval(x, y),
-                  "power": stats.power_analysis(x, y, target)}
+    analyses = {}
+    if robust or metric in SENTENCE_METRICS:
+        analyses = {"iqm_difference": stats.iqm(x) - stats.iqm(y), "iqm_ci95": stats.iqm_difference_interval(x, y),
+                    "power": stats.power_analysis(x, y, target)}
     return Comparison(
         metric=metric,
         group=group,
@@ -215,15 +227,15 @@ def compare_pair(metric: str, group: str, reference: str, values: GroupValues, t
         p_improvement=stats.probability_of_improvement(x, y, better == HIGHER) if better else math.nan,
         better=better,
         constant=constant,
-        **robust,
+        **analyses,
     )
 
 
 def compare_metric(
-    metric: str, pairs: list[tuple[str, str]], values: GroupValues, target: float = math.nan
+    metric: str, pairs: list[tuple[str, str]], values: GroupValues, target: float = math.nan, robust: bool = False
 ) -> list[Comparison]:
     """All pairs on one metric, p-values Holm-corrected over those pairs (one family per metric)."""
-    raw = [compare_pair(metric, group, reference, values, target) for group, reference in pairs]
+    raw = [compare_pair(metric, group, reference, values, target, robust) for group, reference in pairs]
     welch_holm = stats.holm([c.welch.p for c in raw])
     mannwhitney_holm = stats.holm([c.mannwhitney_p for c in raw])
     return [
@@ -233,11 +245,14 @@ def compare_metric(
 
 
 def compare_groups(
-    values: GroupValues, metrics: list[str], pairs: list[tuple[str, str]], targets: dict[str, float] | None = None
+    values: GroupValues, metrics: list[str], pairs: list[tuple[str, str]], targets: dict[str, float] | None = None,
+    headlines: Sequence[str] = (),
 ) -> list[Comparison]:
-    """Every pair on every metric; ``targets``: metric -> a difference the power analysis is asked about."""
+    """Every pair on every metric; ``targets``: metric -> a difference the power analysis is asked about;
+    ``headlines``: the metrics the answers are about (their comparisons get the robust and power analyses)."""
     targets = targets or {}
-    return [c for metric in metrics for c in compare_metric(metric, pairs, values, targets.get(metric, math.nan))]
+    return [c for metric in metrics
+            for c in compare_metric(metric, pairs, values, targets.get(metric, math.nan), metric in headlines)]
 
 
 def format_difference(metric: str, value: float, signed: bool = True) -> str:
@@ -305,7 +320,7 @@ def power_sentence(comparison: Comparison) -> str | None:
 def comparison_sentence(comparison: Comparison) -> str:
     """E.g. ``l1 vs none: +0.31 pp test accuracy, 95% CI [0.05, 0.57], p = 0.03 (Holm), n = 10/10``."""
     c = comparison
-    words = SENTENCE_METRICS.get(c.metric, c.metric)
+    words = METRIC_WORDS.get(c.metric, c.metric)
     difference = f"{format_difference(c.metric, c.welch.difference)}{difference_unit(c.metric)}"
     return f"{c.group} vs {c.reference}: {difference} {words}, {evidence(c)}, n = {c.n_group}/{c.n_reference}"
 
@@ -357,7 +372,7 @@ def answer_parts(comparison: Comparison, names: PairNames) -> tuple[str, str]:
     """:func:`answer_sentence` as the evidence and the verdict (a page sets the verdict apart)."""
     c = comparison
     context = f" (both {names.shared})" if names.shared else ""
-    words = SENTENCE_METRICS.get(c.metric, c.metric)
+    words = METRIC_WORDS.get(c.metric, c.metric)
     detail = f"{format_difference(c.metric, c.welch.difference)}{difference_unit(c.metric)}"
     if c.testable:
         interval = format_interval(c.metric, c.welch.ci95_low, c.welch.ci95_high)

@@ -165,6 +165,13 @@ class Sweep:
         records = (job.record for job in self.jobs if job.record is not None)
         return next((r.data["task"] for r in records if "task" in r.data), None)
 
+    @property
+    def answer_on(self) -> list[str]:
+        """The metrics the study asks its answers on (``answer_on`` in its jobs' configs); [] for the default."""
+        records = (job.record for job in self.jobs if job.record is not None)
+        chosen = next((r.params["answer_on"] for r in records if "answer_on" in r.params), "auto")
+        return list(chosen) if isinstance(chosen, list) else []
+
 
 def numeric_value(text: str) -> float | None:
     try:

@@ -263,17 +263,19 @@ def question_body(sweep: Sweep, descriptions: Descriptions, comparisons: list[Co
                   baseline: Baseline) -> list[str]:
     """What differs between the groups, and the one-line answers with their verdicts and power."""
     found = answers(sweep, descriptions, comparisons, baseline)
-    if baseline.label is None or found is None:
+    if baseline.label is None or not found:
         return [paragraph(f"One group, {seeds_text(sweep)}: nothing to compare. The results below are its mean and "
                           "spread over seeds.")]
     question = f"{count(len(sweep.groups), 'group')} that differ in {differences(sweep)}; {seeds_text(sweep)}."
-    items = [
-        Html(f'{inline(a.evidence)}: <span class="verdict">{escape(a.verdict)}</span>'
-             + (f'<span class="power">power: {escape(a.power)}</span>' if a.power else ""))
-        for a in found.answers
-    ]
-    return [paragraph(question, "lead"), f"<h3>{escape(found.title)}</h3>", bullets(items, "answers"),
-            paragraph(found.intro, "note")]
+    body = [paragraph(question, "lead")]
+    for metric in found:
+        items = [
+            Html(f'{inline(a.evidence)}: <span class="verdict">{escape(a.verdict)}</span>'
+                 + (f'<span class="power">power: {escape(a.power)}</span>' if a.power else ""))
+            for a in metric.answers
+        ]
+        body += [f"<h3>{escape(metric.title)}</h3>", bullets(items, "answers")]
+    return body + [paragraph(found[0].intro, "note")]
 
 
 def results_body(sweep: Sweep, descriptions: Descriptions) -> list[str]:

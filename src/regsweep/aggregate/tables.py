@@ -14,6 +14,7 @@ from pathlib import Path
 
 from regsweep.aggregate.compare import (
     FEW_RUNS,
+    METRIC_WORDS,
     SENTENCE_METRICS,
     SIGNIFICANCE,
     Baseline,
@@ -441,10 +442,13 @@ def problems_section(sweep: Sweep) -> list[str]:
     return [title, "", *lines, ""] if lines else []
 
 
-def sweep_headline(sweep: Sweep, descriptions: Descriptions) -> str | None:
-    """The metric the answers are about (see :func:`headline_metric`), among those the sweep has data for."""
+def sweep_headlines(sweep: Sweep, descriptions: Descriptions) -> list[str]:
+    """The metrics the answers are about, among those the sweep has data for: the study's ``answer_on``, else
+    :func:`headline_metric`'s."""
     labels = [g.label for g in sweep.groups]
-    return headline_metric(sweep.task, lambda m: has_data(descriptions, labels, m))
+    chosen = [m for m in sweep.answer_on if has_data(descriptions, labels, m)]
+    default = headline_metric(sweep.task, lambda m: has_data(descriptions, labels, m))
+    return chosen or ([default] if default is not None else [])
 
 
 @dataclass(frozen=True)
@@ -466,16 +470,21 @@ class Answers:
 
     @property
     def title(self) -> str:
-        return f"Answers: {SENTENCE_METRICS.get(self.metric, self.metric)}"
+        return f"Answers: {METRIC_WORDS.get(self.metric, self.metric)}"
 
 
 def answers(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
-            baseline: Baseline) -> Answers | None:
-    """None with nothing compared (one group) or no headline metric."""
+            baseline: Baseline) -> list[Answers]:
+    """The answers on each headline metric; none with nothing compared (one group)."""
+    found = (metric_answers(sweep, metric, comparisons, baseline) for metric in sweep_headlines(sweep, descriptions))
+    return [answer for answer in found if answer is not None]
+
+
+def metric_answers(sweep: Sweep, metric: str, comparisons: list[Comparison], baseline: Baseline) -> Answers | None:
+    """None when no pair was compared on ``metric``."""
     labels = [g.label for g in sweep.groups]
-    metric = sweep_headline(sweep, descriptions)
     pairs = [c for c in comparisons if c.metric == metric]
-    if metric is None or not pairs:
+    if not pairs:
         return None
     groups = {g.label: g for g in sweep.groups}
     all_pairs = len(pairs) == len(labels) * (len(labels) - 1) // 2
@@ -493,15 +502,15 @@ def answers(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparis
 
 def answers_section(sweep: Sweep, descriptions: Descriptions, comparisons: list[Comparison],
                     baseline: Baseline) -> list[str]:
-    """The study's question first: one short line per pair on the headline metric, a power line under each."""
-    found = answers(sweep, descriptions, comparisons, baseline)
-    if found is None:
-        return []
-    lines = []
-    for answer in found.answers:
-        lines.append(f"- {answer.evidence}: {answer.verdict}")
-        lines += [f"  - power: {answer.power}"] if answer.power else []
-    return [f"## {found.title}", "", found.intro, "", *lines, ""]
+    """The study's question first: per headline metric, one short line per pair, a power line under each."""
+    section = []
+    for found in answers(sweep, descriptions, comparisons, baseline):
+        lines = []
+        for answer in found.answers:
+            lines.append(f"- {answer.evidence}: {answer.verdict}")
+            lines += [f"  - power: {answer.power}"] if answer.power else []
+        section += [f"## {found.title}", "", found.intro, "", *lines, ""]
+    return section
 
 
 def format_setting(value: object) -> str:
@@ -527,8 +536,8 @@ class NotedTable:
 def penalty_table(sweep: Sweep) -> NotedTable | None:
     """Nominal and applied penalty strengths (and n_train) per group, where a penalty is swept or scaled.
 
-    With ``regularizer.scale_by_n_train`` the penalty applied is nominal / n_train, which the labels
-    (nominal, from the command line) do not show.
+    With ``regularizer.scale_by_n_train``, ``l2_half`` or ``combined_scale`` the penalty applied is not the
+    nominal one of the labels (from the command line).
     """
     records = {g.label: g.record for g in sweep.groups if g.record is not None and g.record.penalty}
     penalties = {label: record.penalty for label, record in records.items()}
@@ -537,7 +546,7 @@ def penalty_table(sweep: Sweep) -> NotedTable | None:
     names = list(dict.fromkeys(k for p in penalties.values() for k in p))
     terms = [t for t in names if f"{t}_applied" in names and any(p.get(t) for p in penalties.values())]
     swept = any(len({p.get(t) for p in penalties.values()}) > 1 for t in terms)
-    scaled = any(p.get("scale_by_n_train") for p in penalties.values())
+    scaled = any(p.get(f"{t}_applied") != p.get(t) for p in penalties.values() for t in terms)
     if not terms or not (swept or scaled):
         return None
     header = ["group", *(f"{t} {kind}" for t in terms for kind in ("nominal", "applied")), "n_train"]
@@ -546,8 +555,10 @@ def penalty_table(sweep: Sweep) -> NotedTable | None:
          format_setting(records[label].data.get("n_train"))]
         for label, p in penalties.items()
     ]
-    note = ("With regularizer.scale_by_n_train=true the penalty applied is nominal / n_train; "
-            "labels and plot axes show the nominal value." if scaled else "No group scales its penalty by n_train.")
+    note = ("The penalty applied is l1 * sum|w| + l2 * sum w^2 with the applied strengths: the nominal ones "
+            "divided by n_train (regularizer.scale_by_n_train), l2 halved (regularizer.l2_half), both scaled when "
+            "combined (regularizer.combined_scale), as each group's settings say; labels and plot axes show the "
+            "nominal value." if scaled else "Every group applies its nominal strengths.")
     return NotedTable("Penalty strengths", note, header, rows)
 
 

@@ -23,7 +23,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 import lightning as L
 import torch
@@ -44,7 +44,9 @@ from regsweep.training.optim import (
     clip_member_gradients,
     net_param_groups,
 )
-from regsweep.training.penalty import PenaltyStrengths, add_gradient_noise, add_penalty_gradient, weight_statistics
+from regsweep.training.penalty import (
+    PenaltyStrengths, add_gradient_noise, add_penalty_gradient, penalty_value, weight_statistics,
+)
 from regsweep.records import FAILED, OK
 
 Row = dict[str, float]
@@ -291,11 +293,7 @@ class PackModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """The rest of each member's gradient, on the unscaled data-loss gradient: penalty, then clipping, then noise."""
-        self._step_penalty = None
-        if self.penalized:
-            self._step_penalty = torch.cat([
-                add_penalty_gradient(list(net.penalized().values()), strengths.l1, strengths.l2)
-                for net, strengths in zip(self.nets, self.strengths)])
+        self._step_penalty = self._penalties(add_penalty_gradient) if self.penalized else None
         if self.optimizer_cfg.clip_grad_norm:
             for net in self.nets:
                 clip_member_gradients(gradients(net), self.optimizer_cfg.clip_grad_norm)
@@ -303,6 +301,11 @@ class PackModule(L.LightningModule):
             stds = [self.specs[m].values.grad_noise_std for m in group]
             if any(stds):
                 add_gradient_noise(gradients(net), stds, [self.specs[m].streams["grad_noise"] for m in group])
+
+    def _penalties(self, compute: Callable[[list[Tensor], Tensor | None, Tensor | None], Tensor]) -> Tensor:
+        """Each active member's penalty, in the members' order, by ``compute`` (with or without its gradient)."""
+        return torch.cat([compute(list(net.penalized().values()), strengths.l1, strengths.l2)
+                          for net, strengths in zip(self.nets, self.strengths)])
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -500,6 +503,7 @@ class PackModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = self._means("test")
+        values["test/total_loss"] = values["test/loss"] + self._penalties(penalty_value).to(values["test/loss"])
         names = list(values)
         table = torch.stack([values[name].float() for name in names]).T.tolist()
         self.test_results = {member: dict(zip(names, row)) for member, row in zip(self.active, table)}

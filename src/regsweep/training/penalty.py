@@ -14,7 +14,7 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from regsweep import metrics
-from regsweep.schema import Checked, at_least, one_of, require, ruled
+from regsweep.schema import Checked, above, at_least, one_of, require, ruled
 
 PENALTY_TERMS: dict[str, tuple[str, ...]] = {"none": (), "l1": ("l1",), "l2": ("l2",), "l1l2": ("l1", "l2")}
 
@@ -38,6 +38,8 @@ class RegularizerConfig(Checked):
     l1: float = ruled(MISSING, at_least(0))
     l2: float = ruled(MISSING, at_least(0))
     scale_by_n_train: bool = MISSING  # divide l1 and l2 by the number of training samples
+    l2_half: bool = MISSING  # (l2 / 2) * sum w^2: the gradient is l2 * w (the weight-decay form of some course notes)
+    combined_scale: float = ruled(MISSING, above(0))  # with both terms on, each applied times this (0.5: "half of each")
     grad_noise_std: float = ruled(MISSING, at_least(0))  # std of N(0, sigma^2) added to every gradient each step
 
     def __post_init__(self) -> None:
@@ -51,9 +53,19 @@ class RegularizerConfig(Checked):
                         f"must be 0 with regularizer={self.name}, which has no {term} term; {hint}")
 
     def applied(self, n_train: int) -> tuple[float, float]:
-        """(l1, l2) as applied: divided by n_train when the per-sample scaling of some course notes is on."""
+        """(l1, l2) as the penalty ``l1 * sum|w| + l2 * sum w^2`` applies them, whatever the convention they were
+        given in: divided by n_train (per-sample scaling), l2 halved (``l2/2 * sum w^2``), both terms scaled
+        when combined ("half of each")."""
         scale = 1.0 / n_train if self.scale_by_n_train else 1.0
-        return self.l1 * scale, self.l2 * scale
+        if self.l1 and self.l2:
+            scale *= self.combined_scale
+        return self.l1 * scale, self.l2 * scale * (0.5 if self.l2_half else 1.0)
+
+    @property
+    def convention(self) -> dict[str, bool | float]:
+        """The settings that make the applied strengths differ from the nominal ones, as records keep them."""
+        return {"scale_by_n_train": self.scale_by_n_train, "l2_half": self.l2_half,
+                "combined_scale": self.combined_scale}
 
 
 class PenaltyStrengths(nn.Module):
@@ -82,15 +94,24 @@ def add_penalty_gradient(weights: list[Tensor], l1: Tensor | None, l2: Tensor | 
     ``l1 * sign(w) + 2 * l2 * w`` (sign(0) = 0, as autograd's) is added in place: a few passes
     over the weights instead of the many autograd makes through the penalty's graph.
     """
+    for w in weights:
+        if l1 is not None:
+            w.grad.addcmul_(torch.sign(w), _per_member(l1, w))
+        if l2 is not None:
+            w.grad.addcmul_(w, _per_member(2 * l2, w))
+    return penalty_value(weights, l1, l2)
+
+
+@torch.no_grad()
+def penalty_value(weights: list[Tensor], l1: Tensor | None, l2: Tensor | None) -> Tensor:
+    """Per member ``l1 * sum|w| + l2 * sum w^2`` over ``weights`` ([members, ...] each); zeros when no term is on."""
     total = weights[0].new_zeros(weights[0].shape[0]).detach()
     for w in weights:
         flat = w.flatten(1)
         if l1 is not None:
             total += l1 * torch.linalg.vector_norm(flat, 1, dim=1)
-            w.grad.addcmul_(torch.sign(w), _per_member(l1, w))
         if l2 is not None:
             total += l2 * torch.linalg.vector_norm(flat, 2, dim=1).square()
-            w.grad.addcmul_(w, _per_member(2 * l2, w))
     return total
 
 
