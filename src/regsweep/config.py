@@ -189,6 +189,12 @@ def config_task(cfg: DictConfig) -> str:
     return task_of(data_config(cfg))
 
 
+def answer_on(cfg: DictConfig) -> Any:
+    """The root key ``answer_on`` as plain data: ``auto`` or a list of metric names."""
+    value = cfg.get("answer_on", "auto")
+    return OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+
+
 def check_model(node: Any) -> ModelConfig:
     """``model=mlp``/``cnn`` (a ``name``), or a network of the user's own (a ``_target_``)."""
     if is_user_model(node):
@@ -266,8 +272,7 @@ def validate(cfg: DictConfig) -> Settings:
         require("model", model.name, not isinstance(model, CNNConfig), "model=cnn needs an image dataset")
         require("augment", "on", not augment.enabled, "augmentation needs an image dataset; use augment=none")
     objective = metrics.objective(cfg.get("optimized_metric", "auto"), task)
-    metrics.answer_metrics(OmegaConf.to_container(cfg.answer_on) if "answer_on" in cfg and
-                           OmegaConf.is_list(cfg.answer_on) else cfg.get("answer_on", "auto"), task)
+    metrics.answer_metrics(answer_on(cfg), task)
     check_monitors(cfg.get("callbacks"), task)
     check_targets("callbacks", cfg.get("callbacks"), Callback)
     check_targets("logger", cfg.get("logger"), Logger)

@@ -26,7 +26,7 @@ RANGE = "range"  # a number the report gives as a span over its trials (compared
 
 
 class ReportsFileError(ValueError):
-    """docs/course_reports.yaml names a study, metric or statistic that does not exist."""
+    """docs/course_reports.yaml names a study or a statistic that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,18 @@ def load_reports(path: Path, studies: list[str]) -> list[CourseReport]:
     return reports
 
 
-def seed_values(number: ReportNumber, results: Path) -> np.ndarray | None:
-    """The counted seeds' values of the number's metric in its group; None when the study has no jobs.csv here."""
-    source = results / str(number.study) / JOBS_FILE
-    if number.study is None or not source.exists():
+def study_jobs(results: Path, studies: set[str]) -> dict[str, pd.DataFrame]:
+    """Each study's jobs.csv as ``make results`` copied it, read once; a study without one here is left out."""
+    sources = {study: results / study / JOBS_FILE for study in studies}
+    return {study: pd.read_csv(source, dtype=str, keep_default_na=False)
+            for study, source in sources.items() if source.exists()}
+
+
+def seed_values(number: ReportNumber, jobs: pd.DataFrame | None) -> np.ndarray | None:
+    """The counted seeds' values of the number's metric in its group of ``jobs`` (its study's jobs.csv);
+    None when the study has none here."""
+    if jobs is None:
         return None
-    jobs = pd.read_csv(source, dtype=str, keep_default_na=False)
     if number.metric not in jobs.columns:
         return np.array([])
     chosen = jobs["counted"] == "True"
@@ -107,8 +113,9 @@ def our_text(number: ReportNumber, values: np.ndarray | None) -> tuple[str, str]
     return ours, f"yes [{low:.4g}, {high:.4g}]" if inside else f"no [{low:.4g}, {high:.4g}]"
 
 
-def report_section(report: CourseReport, results: Path) -> list[str]:
-    rows = [[report_text(n), *our_text(n, seed_values(n, results)), n.why or "–"] for n in report.numbers]
+def report_section(report: CourseReport, jobs: dict[str, pd.DataFrame]) -> list[str]:
+    rows = [[report_text(n), *our_text(n, seed_values(n, jobs.get(str(n.study)))), n.why or "–"]
+            for n in report.numbers]
     studies = ", ".join(dict.fromkeys(f"`experiment={n.study}`" for n in report.numbers if n.study))
     return [f"### {report.file}: {report.title}", "", f"Studies: {studies}.", "", markdown_table(HEADER, rows), "",
             *([report.reading.strip(), ""] if report.reading else [])]
@@ -119,6 +126,7 @@ def side_by_side(path: Path, results: Path, studies: list[str]) -> list[str]:
     if not path.exists():
         return []
     reports = load_reports(path, studies)
+    jobs = study_jobs(results, {str(n.study) for r in reports for n in r.numbers if n.study is not None})
     return [
         "## The course reports, side by side",
         "",
@@ -128,5 +136,5 @@ def side_by_side(path: Path, results: Path, studies: list[str]) -> list[str]:
         "report's number lies inside our 95% t interval of the mean: a number outside it is one our seeds do not "
         "give on average, not necessarily one a single run could not give.",
         "",
-        *(line for report in reports for line in report_section(report, results)),
+        *(line for report in reports for line in report_section(report, jobs)),
     ]

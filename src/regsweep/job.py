@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regsweep import checkpoints, packing
 from regsweep.training.callbacks import BestCheckpoint, MemberCallback
-from regsweep.config import Settings, validate
+from regsweep.config import Settings, answer_on, validate
 from regsweep.console import count, print_run_summary
 from regsweep.data.batches import batch_rows
 from regsweep.data.datamodule import EVAL_MEMBER_ROWS, PackDataModule
@@ -81,8 +81,7 @@ def flat_params(cfg: DictConfig) -> dict[str, Any]:
         if group in cfg:
             walk(group, OmegaConf.to_container(cfg[group], resolve=True))
     params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
-    params["answer_on"] = OmegaConf.to_container(cfg.answer_on) if OmegaConf.is_list(cfg.get("answer_on")) \
-        else cfg.get("answer_on", "auto")  # what the sweep's summary answers on (the aggregation reads it here)
+    params["answer_on"] = answer_on(cfg)  # what the sweep's summary answers on (the aggregation reads it here)
     return params
 
 
