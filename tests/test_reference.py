@@ -42,6 +42,8 @@ def test_every_ready_made_study_has_a_question() -> None:
     names = reference.study_names()
     assert {"l1_vs_l2", "lambda_grid", "regression", "cnn_kernels"} <= set(names)
     assert all(reference.study_question(name) != name for name in names)
+    # a question over several comment lines is read whole, up to the line that ends in ':'
+    assert reference.study_question("gap_rule").endswith("vs only consecutive ones, 10 seeds each (20 jobs)")
 
 
 def test_only_studies_not_run_by_this_call_are_aggregated_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
